@@ -58,7 +58,11 @@ def thurstonian_objective(theta: np.ndarray, a: np.ndarray, b: np.ndarray, p: np
     s2 = var_a + var_b
     inv_s = 1.0 / np.sqrt(s2)
     z = (mu[a] - mu[b]) * inv_s
-    lp, lq = log_ndtr(z), log_ndtr(-z)
+    # one log_ndtr per edge: the tail side is exact from log_ndtr(-|z|), the other side is log1p(-tail)
+    tail = log_ndtr(-np.abs(z))
+    head = np.log1p(-np.exp(tail))
+    positive = z > 0
+    lp, lq = np.where(positive, head, tail), np.where(positive, tail, head)
     q = 1.0 - p
     loss = -np.dot(w, p * lp + q * lq)
     log_pdf = -0.5 * z * z - _HALF_LOG_2PI
