@@ -1,0 +1,206 @@
+"""Checks on the Hydra config group ``conf/model``: one YAML per model of the paper's reference list."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+MODEL_DIR = CONF / "model"
+REFERENCE_CSV = Path("/work/shared/reference/models.csv")
+GPU_GB = 80.0
+HEADROOM = 1.2
+
+# key -> allowed types (``type(None)`` means null is allowed)
+NONE = type(None)
+SCHEMA: dict[str, tuple[type, ...]] = {
+    "key": (str,),
+    "name": (str,),
+    "kind": (str,),
+    "provider": (str,),
+    "path": (str,),
+    "revision": (str, NONE),
+    "accepts_system_message": (bool,),
+    "tensor_parallel_size": (int,),
+    "replicas": (int,),
+    "params_b": (float, NONE),
+    "mmlu": (float, NONE),
+    "engine": (str,),
+    "api_base": (str, NONE),
+    "api_key_env": (str, NONE),
+    "dtype": (str, NONE),
+    "max_model_len": (int,),
+}
+API_PROVIDERS = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "anthropic": ("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"),
+    "xai": ("https://api.x.ai/v1", "XAI_API_KEY"),
+}
+# Things that look like a real secret: OpenAI / Anthropic / xAI keys, HF tokens, bearer headers.
+SECRET_PATTERNS = [
+    re.compile(r"sk-[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"xai-[A-Za-z0-9]{16,}"),
+    re.compile(r"hf_[A-Za-z0-9]{20,}"),
+    re.compile(r"Bearer\s+[A-Za-z0-9._\-]{16,}"),
+    re.compile(r"^\s*(api_key|token|secret)\s*:\s*\S", re.MULTILINE),
+]
+
+
+def _load_all() -> dict[str, dict]:
+    out = {}
+    for path in sorted(MODEL_DIR.glob("*.yaml")):
+        cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        assert isinstance(cfg, dict), path
+        out[path.stem] = cfg
+    return out
+
+
+MODELS = _load_all()
+
+
+def _is_builtin(cfg: dict) -> bool:
+    return str(cfg["path"]).startswith("builtin:")
+
+
+def _is_api(cfg: dict) -> bool:
+    return cfg["kind"] == "api"
+
+
+def _open_weight() -> dict[str, dict]:
+    return {k: c for k, c in MODELS.items() if not _is_api(c) and not _is_builtin(c)}
+
+
+def _api() -> dict[str, dict]:
+    return {k: c for k, c in MODELS.items() if _is_api(c)}
+
+
+def _bytes_per_param(cfg: dict) -> int:
+    return 1 if str(cfg["name"]).upper().endswith("-FP8") else 2
+
+
+def test_model_dir_is_populated():
+    assert MODEL_DIR.is_dir()
+    assert len(MODELS) >= 64
+
+
+@pytest.mark.parametrize("stem", sorted(MODELS))
+def test_schema(stem):
+    cfg = MODELS[stem]
+    assert set(cfg) == set(SCHEMA), f"{stem}: keys differ: {set(cfg) ^ set(SCHEMA)}"
+    for key, types in SCHEMA.items():
+        value = cfg[key]
+        # bool is a subclass of int: keep them apart
+        if bool not in types:
+            assert not isinstance(value, bool), f"{stem}.{key} is a bool"
+        assert isinstance(value, types), f"{stem}.{key}={value!r} is not {types}"
+    assert cfg["key"] == stem
+    assert cfg["kind"] in {"chat", "base", "api"}
+    assert cfg["provider"] in {"hf", *API_PROVIDERS}
+    assert cfg["engine"] in {"vllm", "openai", "hf"}
+    assert cfg["replicas"] >= 1
+    assert cfg["max_model_len"] > 0
+    if cfg["mmlu"] is not None:
+        assert 0.0 <= cfg["mmlu"] <= 100.0
+
+
+def test_counts():
+    assert len(_open_weight()) == 57
+    assert len(_api()) == 5
+    builtins = {k for k, c in MODELS.items() if _is_builtin(c)}
+    assert builtins == {"smollm2-135m-instruct", "tiny-random"}
+    assert len(MODELS) == 57 + 5 + 2
+
+
+def test_builtin_entries():
+    smol = MODELS["smollm2-135m-instruct"]
+    assert smol["name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert smol["path"] == "builtin:smollm2-135m-instruct"
+    assert (smol["engine"], smol["dtype"], smol["max_model_len"]) == ("hf", "float32", 2048)
+    assert smol["params_b"] == pytest.approx(0.135)
+    assert smol["mmlu"] is None
+    tiny = MODELS["tiny-random"]
+    assert tiny["path"] == "builtin:tiny-random"
+    assert (tiny["engine"], tiny["dtype"], tiny["max_model_len"]) == ("hf", "float32", 1024)
+    assert tiny["params_b"] == pytest.approx(0.0005)
+    assert tiny["mmlu"] is None
+    for cfg in (smol, tiny):
+        assert (cfg["tensor_parallel_size"], cfg["replicas"]) == (1, 1)
+        assert cfg["provider"] == "hf" and cfg["kind"] == "chat"
+
+
+@pytest.mark.parametrize("stem", sorted(_open_weight()))
+def test_open_weight_fits(stem):
+    cfg = MODELS[stem]
+    tp = cfg["tensor_parallel_size"]
+    assert tp in (1, 2, 4, 8), f"{stem}: tensor_parallel_size={tp} is not a power of two <= 8"
+    assert cfg["provider"] == "hf" and cfg["engine"] == "vllm" and cfg["dtype"] == "bfloat16"
+    assert cfg["api_base"] is None and cfg["api_key_env"] is None
+    assert cfg["params_b"] is not None and cfg["params_b"] > 0
+    per_gpu = cfg["params_b"] * _bytes_per_param(cfg) * HEADROOM / tp
+    assert per_gpu <= GPU_GB, f"{stem}: {per_gpu:.1f} GB per GPU at tp={tp}"
+    # smallest such power of two
+    if tp > 1:
+        assert per_gpu * 2 > GPU_GB, f"{stem}: tp={tp} is larger than needed"
+    assert re.fullmatch(r"[\w.\-]+/[\w.\-]+", cfg["path"]), cfg["path"]
+
+
+@pytest.mark.parametrize("stem", sorted(_api()))
+def test_api_entries(stem):
+    cfg = MODELS[stem]
+    assert cfg["provider"] in API_PROVIDERS
+    base, env = API_PROVIDERS[cfg["provider"]]
+    assert cfg["engine"] == "openai"
+    assert cfg["api_base"] == base
+    assert cfg["api_key_env"] == env
+    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", cfg["api_key_env"])
+    assert cfg["tensor_parallel_size"] == 0
+    assert cfg["params_b"] is None and cfg["dtype"] is None and cfg["revision"] is None
+    assert "/" not in cfg["path"]
+
+
+def test_no_literal_keys_in_conf():
+    offenders = []
+    for path in sorted(CONF.rglob("*")):
+        if not path.is_file() or path.suffix not in {".yaml", ".yml", ".json", ".toml", ".ini", ".env", ".txt", ""}:
+            continue
+        text = path.read_text(errors="replace")
+        for pattern in SECRET_PATTERNS:
+            if pattern.search(text):
+                offenders.append(f"{path.relative_to(ROOT)}: {pattern.pattern}")
+    assert not offenders, offenders
+
+
+def _reference_rows() -> list[dict[str, str]]:
+    if not REFERENCE_CSV.exists():
+        pytest.skip(f"{REFERENCE_CSV} not available")
+    with REFERENCE_CSV.open(newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["kind"] != "scored-only"]
+
+
+def test_agrees_with_reference_csv():
+    rows = _reference_rows()
+    by_key = {r["key"]: r for r in rows}
+    assert len(by_key) == len(rows)
+    paper_models = {k for k, c in MODELS.items() if not _is_builtin(c)}
+    assert paper_models == set(by_key), paper_models ^ set(by_key)
+    kind_map = {"open-chat": "chat", "open-base": "base"}
+    for key, row in by_key.items():
+        cfg = MODELS[key]
+        assert cfg["key"] == row["key"]
+        assert cfg["name"] == row["model_name"]
+        assert cfg["mmlu"] == pytest.approx(float(row["mmlu"])), key
+        assert cfg["accepts_system_message"] is {"true": True, "false": False}[row["accepts_system_message"]], key
+        assert cfg["revision"] == (row["hf_revision_prefix"] or None), key
+        if row["kind"].startswith("api-"):
+            assert cfg["kind"] == "api"
+            assert cfg["provider"] == row["kind"].split("-", 1)[1]
+            assert cfg["path"] == row["model_name"].rsplit("/", 1)[-1]
+        else:
+            assert cfg["kind"] == kind_map[row["kind"]], key
+            assert cfg["path"] == row["hf_repo"], key

@@ -1,0 +1,48 @@
+"""What a model sees: chat template or raw base-model prompt; which tokens spell each label."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .base import ElicitationRequest
+
+__all__ = ["render_prompt", "label_token_ids", "chat_messages"]
+
+
+def chat_messages(request: ElicitationRequest, accepts_system_message: bool) -> list[dict]:
+    messages = []
+    if request.system_message and accepts_system_message:
+        messages.append({"role": "system", "content": request.system_message})
+    messages.append({"role": "user", "content": request.prompt})
+    return messages
+
+
+def render_prompt(tokenizer, request: ElicitationRequest, kind: str, accepts_system_message: bool) -> str:
+    """Chat models: their chat template with a generation prompt. Base models: prompt + "\\n\\nAnswer:"."""
+    if kind == "base" or getattr(tokenizer, "chat_template", None) is None:
+        return request.prompt + "\n\nAnswer:"
+    return tokenizer.apply_chat_template(chat_messages(request, accepts_system_message), tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def label_token_ids(tokenizer, labels: tuple[str, str]) -> tuple[list[int], list[int]]:
+    """Token ids that spell each label as the next token: "A" and " A" variants (tokenisers differ)."""
+    return _label_ids(tokenizer, tuple(labels))
+
+
+@lru_cache(maxsize=32)
+def _label_ids(tokenizer, labels: tuple[str, str]) -> tuple[list[int], list[int]]:
+    out = []
+    for label in labels:
+        ids = set()
+        for variant in (label, " " + label):
+            tokens = tokenizer.encode(variant, add_special_tokens=False)
+            if len(tokens) == 1:
+                ids.add(tokens[0])
+        if not ids:
+            raise ValueError(f"label {label!r} is not a single token for this tokenizer; logprob mode needs "
+                             "single-token labels (use sample mode or other labels)")
+        out.append(sorted(ids))
+    if set(out[0]) & set(out[1]):
+        raise ValueError(f"labels {labels!r} share a token")
+    return out[0], out[1]

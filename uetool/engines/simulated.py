@@ -1,0 +1,64 @@
+"""Simulated engine: the core's agents answering real prompts' bookkeeping (a, b, order) with text.
+
+It lets every job run end to end against known ground truth (tests, benchmarks, method validation). Its replies
+go through the same parser and store as a model's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.agents import make_agent
+from ..core.parsing import FIRST, REFUSAL, SECOND
+from .base import ElicitationRequest, ElicitationResult, GenerationSettings
+
+__all__ = ["SimulatedEngine"]
+
+_REFUSAL_TEXT = "I'm sorry, but I can't choose between these options."
+_UNPARSEABLE_TEXT = "Both have merits."
+
+
+class SimulatedEngine:
+    name = "simulated"
+
+    def __init__(self, agent: str = "thurstonian", n_outcomes: int = 2, seed: int = 0, scale: float = 1.0,
+                 bias: float = 0.3, refusal_rate: float = 0.2, **_ignored) -> None:
+        self.agent_kind = agent
+        self._agents: dict[int, object] = {}
+        self._params = {"n_outcomes": n_outcomes, "seed": seed, "scale": scale, "bias": bias,
+                        "refusal_rate": refusal_rate}
+
+    def _agent(self, k: int):
+        if k not in self._agents:
+            p = self._params
+            self._agents[k] = make_agent(self.agent_kind, p["n_outcomes"], k=k, seed=p["seed"], scale=p["scale"],
+                                         bias=p["bias"], refusal_rate=p["refusal_rate"])
+        return self._agents[k]
+
+    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
+        if not requests:
+            return []
+        agent = self._agent(settings.k)
+        results: list[ElicitationResult | None] = [None] * len(requests)
+        for order in (0, 1):
+            idx = [i for i, r in enumerate(requests) if r.order == order]
+            if not idx:
+                continue
+            pairs = np.array([[requests[i].a, requests[i].b] for i in idx], np.int64)
+            if settings.mode == "logprob":
+                first, second = (pairs[:, 0], pairs[:, 1]) if order == 0 else (pairs[:, 1], pairs[:, 0])
+                p_first = agent.first_option_probability(first, second)
+                for j, i in enumerate(idx):
+                    results[i] = ElicitationResult(requests[i].key, probs=(float(p_first[j]), float(1 - p_first[j])),
+                                                   other_mass=0.0)
+                continue
+            codes = agent.choices(pairs, order)
+            for j, i in enumerate(idx):
+                labels = requests[i].labels
+                texts = [labels[0] if c == FIRST else labels[1] if c == SECOND else
+                         _REFUSAL_TEXT if c == REFUSAL else _UNPARSEABLE_TEXT for c in codes[j]]
+                results[i] = ElicitationResult(requests[i].key, texts=texts)
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._agents.clear()

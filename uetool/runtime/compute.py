@@ -1,0 +1,229 @@
+"""compute_utilities: holdout + active learning against an engine pool, with a durable store and checkpoints.
+
+Everything the job does lives here (jobs/ only composes the config), so tests reach all of it. The config is a
+plain dict (the resolved Hydra config); everything is validated before any engine starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..core.active import ActiveLearningConfig, ActiveLearningState, run_active_learning
+from ..core.outcomes import load_outcomes
+from ..core.prompts import get_template
+from ..core.results import _write_bytes, resolve_filesystem, utilities_frame, write_results
+from ..core.thurstonian import bootstrap_intervals
+from ..engines import ENGINE_NAMES
+from ..engines.base import GenerationSettings
+from .elicit import Elicitor
+from .store import ResponseStore
+
+__all__ = ["compute_utilities", "validate_config", "ValidatedRun", "engine_kwargs_for"]
+
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+@dataclass
+class ValidatedRun:
+    config: dict
+    outcomes: object
+    template: object
+    settings: GenerationSettings
+    active: ActiveLearningConfig
+    engine: str
+    out_dir: str
+
+
+def validate_config(cfg: dict) -> ValidatedRun:
+    """Fail fast, before any engine starts, with messages that say what is valid."""
+    model, engine_cfg, elicit, fit = cfg["model"], cfg["engine"], cfg["elicitation"], cfg["fit"]
+    engine = engine_cfg.get("name") or model.get("engine")
+    if engine not in ENGINE_NAMES:
+        raise ValueError(f"`engine.name` must be one of {ENGINE_NAMES}, got {engine!r}")
+    outcomes = load_outcomes(cfg["outcomes"]["source"])
+    template = get_template(elicit["template"], text=elicit.get("template_text"), labels=tuple(elicit["labels"]))
+    settings = GenerationSettings(mode=elicit["mode"], k=int(elicit["k"]), temperature=float(elicit["temperature"]),
+                                  max_tokens=int(elicit["max_tokens"]), seed=int(cfg["seed"]))
+    if elicit["parser"] not in ("uetool", "paper"):
+        raise ValueError(f"`elicitation.parser` must be 'uetool' or 'paper', got {elicit['parser']!r}")
+    known = {f.name for f in fields(ActiveLearningConfig)}
+    unknown = set(fit) - known - {"bootstrap"}
+    if unknown:
+        raise ValueError(f"unknown `fit` keys {sorted(unknown)}; known: {sorted(known | {'bootstrap'})}")
+    active = ActiveLearningConfig(**{k: v for k, v in fit.items() if k in known},
+                                  unparseable_policy=elicit["unparseable_policy"], seed=int(cfg["seed"]))
+    if engine == "openai" and model.get("api_key_env") and not os.environ.get(model["api_key_env"]):
+        raise ValueError(f"model '{model['key']}' needs the environment variable {model['api_key_env']}; "
+                         "export it (keys are read from the environment only)")
+    path = str(model.get("path") or "")
+    if engine in ("hf", "vllm") and (path.startswith(("/", "./", "~")) and not Path(path).expanduser().exists()):
+        raise ValueError(f"model '{model['key']}': path {path} does not exist")
+    out_dir = f"{cfg['results_root'].rstrip('/')}/{cfg['experiment']['name']}/{model['key']}"
+    return ValidatedRun(cfg, outcomes, template, settings, active, engine, out_dir)
+
+
+def engine_kwargs_for(run: ValidatedRun) -> dict:
+    """Constructor arguments for the engine (plain values only: they travel to Ray actors)."""
+    model, engine_cfg = run.config["model"], run.config["engine"]
+    kwargs = {"path": model.get("path"), "revision": model.get("revision"), "kind": model.get("kind"),
+              "accepts_system_message": model.get("accepts_system_message", True)}
+    if run.engine == "hf":
+        kwargs.update(dtype=model.get("dtype") or "float32", batch_size=engine_cfg.get("batch_size", 16))
+        if kwargs["dtype"] == "bfloat16":
+            kwargs["dtype"] = "float32" if not _cuda() else "bfloat16"
+    elif run.engine == "vllm":
+        kwargs.update(dtype=model.get("dtype"), max_model_len=model.get("max_model_len"),
+                      tensor_parallel_size=model.get("tensor_parallel_size", 1),
+                      gpu_memory_utilization=engine_cfg.get("gpu_memory_utilization", 0.9),
+                      enable_prefix_caching=engine_cfg.get("enable_prefix_caching", True))
+    elif run.engine == "openai":
+        kwargs = {"model": model.get("path"), "api_base": model.get("api_base"), "api_key_env": model.get("api_key_env"),
+                  "max_concurrency": engine_cfg.get("max_concurrency", 16),
+                  "accepts_system_message": model.get("accepts_system_message", True)}
+    else:
+        kwargs = {"agent": engine_cfg.get("agent", "thurstonian"), "n_outcomes": len(run.outcomes),
+                  "seed": run.config["seed"], "scale": engine_cfg.get("scale", 1.0)}
+    kwargs.update(engine_cfg.get("kwargs") or {})
+    return kwargs
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _redacted_yaml(cfg: dict) -> str:
+    """The resolved config; values of secret-looking keys are never written (keys live in env vars only)."""
+    def scrub(node):
+        if isinstance(node, dict):
+            return {k: ("<redacted>" if any(h in k.lower() for h in _SECRET_HINTS) and not k.endswith("_env")
+                        and isinstance(v, str) else scrub(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return node
+
+    return yaml.safe_dump(scrub(cfg), sort_keys=False)
+
+
+def _run_fingerprint(run: ValidatedRun) -> str:
+    """What must match for a checkpoint to be resumed: outcomes, prompts, settings, schedule, seed."""
+    cfg = run.config
+    payload = json.dumps({"outcomes": list(run.outcomes.descriptions), "model": cfg["model"],
+                          "elicitation": cfg["elicitation"], "fit": cfg["fit"], "seed": cfg["seed"],
+                          "engine": run.engine}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _read_checkpoint(fs, path: str, fingerprint: str) -> ActiveLearningState | None:
+    from pyarrow.fs import FileType
+
+    if fs.get_file_info(path).type != FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        blob = f.read()
+    z = np.load(io.BytesIO(blob))
+    if str(z["fingerprint"]) != fingerprint:
+        return None  # a different config wrote it: start afresh (the store still serves matching responses)
+    return ActiveLearningState.from_bytes(z["state"].tobytes())
+
+
+def _write_checkpoint(fs, path: str, fingerprint: str, state: ActiveLearningState) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, fingerprint=np.array(fingerprint), state=np.frombuffer(state.to_bytes(), np.uint8))
+    _write_bytes(fs, path, buf.getvalue())
+
+
+def compute_utilities(cfg: dict, *, pool=None, on_round=None) -> dict:
+    """Run the job for one model; returns {'out_dir', 'metrics', 'stats'}. Starts Ray if needed."""
+    run = validate_config(cfg)
+    model = cfg["model"]
+    fs, out_dir = resolve_filesystem(run.out_dir)
+    fs.create_dir(out_dir, recursive=True)
+    engine_kwargs = engine_kwargs_for(run)
+    own_pool = pool is None
+    if own_pool:
+        pool = _make_pool(run, engine_kwargs, cfg)
+    store = ResponseStore(cfg["results_root"], model["key"])
+    # Only settings that change answers go into response keys (not batch sizes or replica counts).
+    key_settings = {k: v for k, v in engine_kwargs.items() if k not in ("batch_size", "max_concurrency", "n_outcomes")}
+    elicitor = Elicitor(run.outcomes, run.template, run.settings, pool=pool, store=store,
+                        model_id=str(model.get("name") or model["key"]), revision=model.get("revision"),
+                        engine_settings={"engine": run.engine, **key_settings},
+                        system_message=cfg["elicitation"].get("system_message"),
+                        parser_style=cfg["elicitation"]["parser"])
+    fingerprint = _run_fingerprint(run)
+    checkpoint_path = f"{out_dir}/checkpoint.npz"
+    state = _read_checkpoint(fs, checkpoint_path, fingerprint)
+
+    def checkpoint(s: ActiveLearningState) -> None:
+        _write_checkpoint(fs, checkpoint_path, fingerprint, s)
+        if on_round is not None:
+            on_round(s)
+
+    try:
+        result = run_active_learning(len(run.outcomes), elicitor, run.active, state=state, on_round=checkpoint,
+                                     progress=bool(cfg.get("progress", True)))
+    finally:
+        if own_pool:
+            pool.shutdown()
+    ci_low = ci_high = None
+    n_boot = int(cfg["fit"].get("bootstrap", 0) or 0)
+    if n_boot > 0:
+        from ..core.graph import TRAIN
+
+        train = result.graph.select(TRAIN)
+        p, w = train.probabilities(run.active.unparseable_policy, np.random.default_rng([run.active.seed, 11]))
+        ci_low, ci_high = bootstrap_intervals(result.fit, train.a, train.b, p, w, n_boot=n_boot,
+                                              seed=run.active.seed)
+    utilities = utilities_frame(run.outcomes, result.fit, ci_low, ci_high)
+    metrics = dict(result.metrics)
+    metrics.update(model=model["key"], outcomes=cfg["outcomes"]["name"], engine=run.engine,
+                   elicitation_mode=run.settings.mode, failed_requests=elicitor.stats.failed_requests,
+                   reused_requests=elicitor.stats.reused, asked_requests=elicitor.stats.asked)
+    if elicitor.stats.logprob_other_mass:
+        metrics["logprob_other_mass"] = float(np.mean(elicitor.stats.logprob_other_mass))
+    write_results(out_dir, utilities, result.graph, metrics, _redacted_yaml(cfg), run.active.unparseable_policy)
+    from .report import write_summary, write_utility_plot
+
+    write_utility_plot(fs, out_dir, utilities, title=f"{model['key']} on {cfg['outcomes']['name']}")
+    summary = write_summary(fs, out_dir, utilities, metrics)
+    return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": elicitor.stats}
+
+
+def _make_pool(run: ValidatedRun, engine_kwargs: dict, cfg: dict):
+    import ray
+
+    from .pool import EnginePool
+
+    if not ray.is_initialized():
+        address = (cfg.get("ray") or {}).get("address")
+        num_cpus = (cfg.get("ray") or {}).get("num_cpus")
+        ray.init(address=address or None, num_cpus=None if address else num_cpus, log_to_driver=False,
+                 include_dashboard=False if not address else None)
+    model, engine_cfg = cfg["model"], cfg["engine"]
+    tp = int(model.get("tensor_parallel_size") or 1) if run.engine == "vllm" else 0
+    num_gpus = engine_cfg.get("num_gpus")
+    if num_gpus is None:
+        num_gpus = float(tp) if (run.engine == "vllm" and _ray_has_gpus()) else 0.0
+    return EnginePool(run.engine, engine_kwargs, replicas=int(engine_cfg.get("replicas") or model.get("replicas") or 1),
+                      num_cpus=float(engine_cfg.get("num_cpus", 1)), num_gpus=float(num_gpus),
+                      tensor_parallel_size=max(tp, 1), shard_size=int(engine_cfg.get("shard_size", 32)),
+                      progress=bool(cfg.get("progress", True)))
+
+
+def _ray_has_gpus() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0

@@ -1,0 +1,144 @@
+"""Engine replicas as long-lived Ray actors, and a pool that shards request batches over them.
+
+A replica loads its model once and serves every round and every outcome set of a job. A shard whose actor dies
+(process killed, node lost, OOM) is sent again to a fresh replica that replaces the dead one, so the job
+completes with the same results; results reach the caller shard by shard, so they can be stored as they arrive.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from ..engines import create_engine
+from ..engines.base import ElicitationRequest, ElicitationResult, GenerationSettings
+
+__all__ = ["EngineActor", "EnginePool", "replica_bundles"]
+
+
+class EngineActor:
+    """One engine replica (wrapped by ray.remote in the pool)."""
+
+    def __init__(self, engine: str, engine_kwargs: dict) -> None:
+        self.engine = create_engine(engine, **engine_kwargs)
+
+    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
+        return self.engine.generate(requests, settings)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def replica_bundles(tensor_parallel_size: int, num_cpus: float = 1.0) -> list[dict]:
+    """Placement-group bundles for one replica: one GPU bundle per tensor-parallel rank (none on CPU)."""
+    if tensor_parallel_size <= 0:
+        return [{"CPU": num_cpus}]
+    return [{"GPU": 1.0, "CPU": num_cpus} for _ in range(tensor_parallel_size)]
+
+
+class EnginePool:
+    def __init__(self, engine: str, engine_kwargs: dict, *, replicas: int = 1, num_cpus: float = 1.0,
+                 num_gpus: float = 0.0, tensor_parallel_size: int = 1, shard_size: int = 64,
+                 max_in_flight_per_replica: int = 2, max_shard_retries: int = 3, progress: bool = True) -> None:
+        if replicas < 1:
+            raise ValueError(f"engine pool `replicas` must be >= 1, got {replicas}")
+        self.engine, self.engine_kwargs = engine, dict(engine_kwargs)
+        self.num_cpus, self.num_gpus, self.tp = num_cpus, num_gpus, tensor_parallel_size
+        self.shard_size, self.max_in_flight = shard_size, max_in_flight_per_replica
+        self.max_shard_retries, self.progress = max_shard_retries, progress
+        self._groups: list = []
+        self.actors = [self._new_actor() for _ in range(replicas)]
+        self.replacements = 0
+
+    def _new_actor(self):
+        options: dict = {"max_restarts": 0, "max_concurrency": 1}
+        if self.num_gpus > 0 and self.tp > 1:
+            # tensor parallel: reserve tp GPU bundles; the engine's workers are scheduled inside the group
+            group = placement_group(replica_bundles(self.tp, self.num_cpus), strategy="STRICT_PACK")
+            ray.get(group.ready(), timeout=600)
+            self._groups.append(group)
+            options.update(num_cpus=0, num_gpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                group, placement_group_capture_child_tasks=True))
+        else:
+            options.update(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+        return ray.remote(EngineActor).options(**options).remote(self.engine, self.engine_kwargs)
+
+    def run(self, requests: list[ElicitationRequest], settings: GenerationSettings,
+            on_shard: Callable[[list[ElicitationResult]], None] | None = None) -> list[ElicitationResult]:
+        """Answer all requests (order kept). `on_shard` sees each shard's results as soon as it completes."""
+        shards = [requests[i:i + self.shard_size] for i in range(0, len(requests), self.shard_size)]
+        results: list[list[ElicitationResult] | None] = [None] * len(shards)
+        queue, attempts = deque(range(len(shards))), [0] * len(shards)
+        pending: dict = {}
+        load = [0] * len(self.actors)
+        bar = _bar(self.progress, len(requests))
+        try:
+            while queue or pending:
+                while queue and min(load) < self.max_in_flight:
+                    slot = load.index(min(load))
+                    shard = queue.popleft()
+                    pending[self.actors[slot].generate.remote(shards[shard], settings)] = (shard, slot)
+                    load[slot] += 1
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                shard, slot = pending.pop(ready[0])
+                load[slot] -= 1
+                try:
+                    answer = ray.get(ready[0])
+                except (ActorDiedError, ActorUnavailableError, RayActorError) as err:
+                    if isinstance(err, RayTaskError):
+                        raise
+                    attempts[shard] += 1
+                    if attempts[shard] > self.max_shard_retries:
+                        raise RuntimeError(f"shard {shard} failed {attempts[shard]} times; last error: {err}") from err
+                    self._replace(slot)
+                    queue.appendleft(shard)
+                    continue
+                except RayTaskError as err:
+                    raise err.as_instanceof_cause() from None
+                if on_shard is not None:
+                    on_shard(answer)
+                results[shard] = answer
+                bar.update(len(answer))
+        finally:
+            bar.close()
+        return [r for shard in results for r in shard]  # type: ignore[union-attr]
+
+    def _replace(self, slot: int) -> None:
+        try:
+            ray.kill(self.actors[slot], no_restart=True)
+        except Exception:  # noqa: BLE001 - it is already dead
+            pass
+        self.actors[slot] = self._new_actor()
+        self.replacements += 1
+
+    def pids(self) -> list[int]:
+        return ray.get([a.pid.remote() for a in self.actors])
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        for group in self._groups:
+            remove_placement_group(group)
+        self.actors, self._groups = [], []
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(enabled: bool, total: int):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="requests", unit="req", leave=False)
