@@ -55,28 +55,27 @@ class HFEngine:
         return out
 
     @staticmethod
-    def _batch_seed(batch: list[ElicitationRequest], seed: int) -> int:
-        # a seed derived from the batch's own keys: re-sending the same shard reproduces the same samples
-        digest = hashlib.sha256((str(seed) + "".join(r.key for r in batch)).encode()).digest()
-        return int.from_bytes(digest[:4], "little")
+    def _request_seed(request: ElicitationRequest, seed: int) -> int:
+        # seeded by the request's own key: however requests are sharded, batched or re-sent after a failure,
+        # the same request draws the same samples
+        digest = hashlib.sha256(f"{seed}:{request.key}".encode()).digest()
+        return int.from_bytes(digest[:8], "little")
 
     def _sample(self, batch: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
+        """K samples per request, the K drawn as one batch of K sequences with a per-request seed."""
         torch = self._torch
-        enc = self._encode(self._texts(batch))
-        torch.manual_seed(self._batch_seed(batch, settings.seed))
         do_sample = settings.temperature > 0
-        with torch.inference_mode():
-            generated = self.model.generate(
-                **enc, max_new_tokens=settings.max_tokens, do_sample=do_sample,
-                temperature=settings.temperature if do_sample else None, top_p=None, top_k=None,
-                num_return_sequences=settings.k if do_sample else 1, pad_token_id=self.tokenizer.pad_token_id)
-        new_tokens = generated[:, enc["input_ids"].shape[1]:]
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        per = settings.k if do_sample else 1
         results = []
-        for i, request in enumerate(batch):
-            replies = texts[i * per:(i + 1) * per]
-            results.append(ElicitationResult(request.key, texts=replies * (settings.k if per == 1 else 1)))
+        for request in batch:
+            enc = self._encode(self._texts([request]))
+            torch.manual_seed(self._request_seed(request, settings.seed))
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    **enc, max_new_tokens=settings.max_tokens, do_sample=do_sample,
+                    temperature=settings.temperature if do_sample else None, top_p=None, top_k=None,
+                    num_return_sequences=settings.k if do_sample else 1, pad_token_id=self.tokenizer.pad_token_id)
+            texts = self.tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            results.append(ElicitationResult(request.key, texts=texts if do_sample else texts * settings.k))
         return results
 
     def _logprob(self, batch: list[ElicitationRequest]) -> list[ElicitationResult]:

@@ -85,7 +85,8 @@ def engine_kwargs_for(run: ValidatedRun) -> dict:
                       gpu_memory_utilization=engine_cfg.get("gpu_memory_utilization", 0.9),
                       enable_prefix_caching=engine_cfg.get("enable_prefix_caching", True))
     elif run.engine == "openai":
-        kwargs = {"model": model.get("path"), "api_base": model.get("api_base"), "api_key_env": model.get("api_key_env"),
+        kwargs = {"model": model.get("path"), "api_base": model.get("api_base"),
+                  "api_key_env": model.get("api_key_env"),
                   "max_concurrency": engine_cfg.get("max_concurrency", 16),
                   "accepts_system_message": model.get("accepts_system_message", True)}
     else:

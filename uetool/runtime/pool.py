@@ -83,10 +83,11 @@ class EnginePool:
                 while queue and min(load) < self.max_in_flight:
                     slot = load.index(min(load))
                     shard = queue.popleft()
-                    pending[self.actors[slot].generate.remote(shards[shard], settings)] = (shard, slot)
+                    actor = self.actors[slot]
+                    pending[actor.generate.remote(shards[shard], settings)] = (shard, slot, actor)
                     load[slot] += 1
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                shard, slot = pending.pop(ready[0])
+                shard, slot, actor = pending.pop(ready[0])
                 load[slot] -= 1
                 try:
                     answer = ray.get(ready[0])
@@ -96,7 +97,8 @@ class EnginePool:
                     attempts[shard] += 1
                     if attempts[shard] > self.max_shard_retries:
                         raise RuntimeError(f"shard {shard} failed {attempts[shard]} times; last error: {err}") from err
-                    self._replace(slot)
+                    if self.actors[slot] is actor:  # other shards of the same dead actor must not kill its successor
+                        self._replace(slot)
                     queue.appendleft(shard)
                     continue
                 except RayTaskError as err:

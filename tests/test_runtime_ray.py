@@ -1,0 +1,124 @@
+"""Ray tier: engine pool, store and the compute_utilities job on a real local cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, compose
+from uetool.engines.base import ElicitationRequest, GenerationSettings
+from uetool.runtime.compute import compute_utilities
+from uetool.runtime.store import ResponseStore
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def _requests(n: int) -> list[ElicitationRequest]:
+    return [ElicitationRequest(f"k{i}", "p", ("A", "B"), None, i % 7, 7 + i % 5, i % 2) for i in range(n)]
+
+
+def test_pool_resends_the_shard_of_a_killed_actor():
+    from uetool.runtime.pool import EnginePool
+
+    settings = GenerationSettings(k=4)
+    reference = EnginePool("simulated", {"n_outcomes": 12, "seed": 1}, replicas=1, shard_size=5, progress=False)
+    expected = reference.run(_requests(60), settings)
+    reference.shutdown()
+    pool = EnginePool("simulated", {"n_outcomes": 12, "seed": 1}, replicas=1, shard_size=5, progress=False)
+    pid = pool.pids()[0]
+    seen = []
+
+    def kill_after_first(shard):
+        seen.append(len(shard))
+        if len(seen) == 1:
+            os.kill(pid, signal.SIGKILL)  # the engine process dies with shards in flight
+
+    got = pool.run(_requests(60), settings, on_shard=kill_after_first)
+    assert pool.replacements >= 1 and pool.pids()[0] != pid
+    assert [r.texts for r in got] == [r.texts for r in expected]
+    assert sum(seen) == 60  # each shard delivered exactly once
+    pool.shutdown()
+
+
+def _hf_config(tiny_model: str, root, **extra) -> dict:
+    overrides = ["model=tiny-random", "engine=hf", f"model.path={tiny_model}", "outcomes=quickstart",
+                 f"results_root={root}", "elicitation.k=2", "elicitation.max_tokens=2", "fit.pairs_per_round=150",
+                 "fit.bootstrap=0", "progress=false", "engine.shard_size=16"]
+    return compose(overrides + [f"{k}={v}" for k, v in extra.items()])
+
+
+def test_hf_job_survives_engine_kill_and_matches_uninterrupted(tiny_model, tmp_path):
+    clean = compute_utilities(_hf_config(tiny_model, tmp_path / "clean"))
+    killed = {"done": False}
+    cfg = _hf_config(tiny_model, tmp_path / "killed")
+
+    from uetool.runtime.compute import _make_pool, engine_kwargs_for, validate_config
+
+    run = validate_config(cfg)
+    pool = _make_pool(run, engine_kwargs_for(run), cfg)
+
+    def kill_once(state):
+        if state.next_round == 1 and not killed["done"]:
+            os.kill(pool.pids()[0], signal.SIGKILL)
+            killed["done"] = True
+
+    try:
+        out = compute_utilities(cfg, pool=pool, on_round=kill_once)
+    finally:
+        pool.shutdown()
+    assert killed["done"] and pool.replacements >= 1
+    a = pd.read_parquet(f"{clean['out_dir']}/utilities.parquet")
+    b = pd.read_parquet(f"{out['out_dir']}/utilities.parquet")
+    np.testing.assert_allclose(a["mean"], b["mean"], atol=1e-9)
+    store = ResponseStore(str(tmp_path / "killed"), "tiny-random")
+    assert store.count_rows() == len(store) == 2 * out["metrics"]["n_edges"] + 2 * out["metrics"]["n_holdout_edges"]
+    assert out["metrics"]["holdout_accuracy"] is not None
+
+
+def test_rerun_asks_nothing_already_answered(tmp_path):
+    overrides = ["model=tiny-random", "engine=simulated", "outcomes=quickstart", f"results_root={tmp_path}",
+                 "fit.bootstrap=0", "progress=false", "engine.shard_size=200"]
+    first = compute_utilities(compose(overrides))
+    os.remove(f"{first['out_dir']}/checkpoint.npz")  # force a full re-run: only the store can answer it
+    second = compute_utilities(compose(overrides))
+    assert first["stats"].asked > 0 and second["stats"].asked == 0
+    assert first["metrics"]["holdout_accuracy"] == second["metrics"]["holdout_accuracy"]
+
+
+def _job_command(root, *extra) -> list[str]:
+    return [sys.executable, "-m", "jobs.compute_utilities", "model=tiny-random", "engine=simulated",
+            "outcomes=main", f"results_root={root}", "fit.bootstrap=0", "progress=false", "engine.shard_size=100",
+            "ray.num_cpus=1", *extra]
+
+
+def test_job_process_killed_mid_round_resumes_identically(tmp_path):
+    """SIGKILL the whole job process (and its Ray cluster) mid-run, re-run, compare with an uninterrupted run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
+    clean = subprocess.run(_job_command(tmp_path / "clean"), cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    root = tmp_path / "killed"
+    proc = subprocess.Popen(_job_command(root), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    store_dir = root / "responses" / "tiny-random"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (store_dir.exists() and len(list(store_dir.glob("part-*"))) >= 40):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (root / "compute_utilities" / "tiny-random" / "checkpoint.npz").exists()
+    assert not (root / "compute_utilities" / "tiny-random" / "utilities.parquet").exists()
+    resumed = subprocess.run(_job_command(root), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = pd.read_parquet(tmp_path / "clean" / "compute_utilities" / "tiny-random" / "utilities.parquet")
+    b = pd.read_parquet(root / "compute_utilities" / "tiny-random" / "utilities.parquet")
+    np.testing.assert_allclose(a["mean"], b["mean"], atol=1e-9)
+    store = ResponseStore(str(root), "tiny-random")
+    assert store.count_rows() == len(store)  # nothing stored twice
