@@ -21,8 +21,8 @@ def test_compute_utilities_via_job_submission(tmp_path):
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--num-cpus=1", "--port=6391",
                              "--dashboard-port=8291", "--include-dashboard=true", "--disable-usage-stats",
-                             f"--temp-dir={tempfile.mkdtemp(prefix='ujs', dir='/tmp')}"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             f"--temp-dir={tempfile.mkdtemp(prefix='ujs', dir='/tmp')}"], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client_code = f"""
 import sys, time
 from ray.job_submission import JobSubmissionClient
