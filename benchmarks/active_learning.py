@@ -30,13 +30,13 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
     agent = make_agent(agent_kind, n, k=k, seed=seed)
     config = ActiveLearningConfig(seed=seed, pairs_per_round=pairs_per_round)
     start = time.perf_counter()
-    if runtime == "local":
-        result = run_active_learning(n, agent, config)
-    else:
-        from uetool.runtime.benchmark import run_through_ray  # the Ray path (engine pool + store)
-
-        result = run_through_ray(n, agent_kind, k, seed, config)
+    result = run_active_learning(n, agent, config)
     wall = time.perf_counter() - start
+    core_wall = wall
+    if runtime == "ray":
+        from uetool.runtime.benchmark import run_through_ray  # engine pool of Ray actors + durable store
+
+        result, wall = run_through_ray(n, agent_kind, k, seed, config)
     hold = result.graph.select(HOLDOUT)
     p_obs, _ = hold.probabilities(config.unparseable_policy)
     bayes = accuracy(agent.true_probability(hold.a, hold.b), p_obs)
@@ -59,6 +59,9 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         "seed": seed,
         "runtime": runtime,
     }
+    if runtime == "ray":
+        out["core_wall_s"] = core_wall
+        out["ray_overhead_ratio"] = wall / core_wall - 1.0
     truth = getattr(agent, "mean", None)
     if truth is not None:
         out["pearson_truth"] = float(pearsonr(result.fit.mean, truth)[0])

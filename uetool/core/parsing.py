@@ -135,6 +135,11 @@ def parse_reply(text: str | None, *, reasoning: bool = False, labels: tuple[str,
     if text is None:
         return UNPARSEABLE
     labels = tuple(labels)
+    # fast path for the overwhelmingly common reply, identical in both styles
+    if text == labels[0]:
+        return FIRST
+    if text == labels[1]:
+        return SECOND
     return _parse_paper(text, labels, reasoning) if style == "paper" else _parse_uetool(text, labels, reasoning)
 
 

@@ -16,7 +16,7 @@ from ..core.outcomes import OutcomeSet
 from ..core.parsing import parse_reply
 from ..core.prompts import FLIPPED, ORIGINAL, PromptTemplate
 from ..engines.base import ElicitationRequest, GenerationSettings
-from .store import ResponseStore, request_key
+from .store import ResponseStore, key_prefix
 
 __all__ = ["Elicitor", "ElicitationStats"]
 
@@ -39,6 +39,9 @@ class Elicitor:
         self.model_id, self.revision, self.engine_settings = model_id, revision, engine_settings
         self.system_message, self.parser_style = system_message, parser_style
         self.stats = ElicitationStats()
+        self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,
+                                template_digest=template.digest, system_message=system_message, k=settings.k,
+                                seed=settings.seed, mode=settings.mode)
 
     def requests_for(self, pairs: np.ndarray) -> list[ElicitationRequest]:
         out = []
@@ -46,10 +49,7 @@ class Elicitor:
         for a, b in np.asarray(pairs, np.int64).tolist():
             for order, (first, second) in ((ORIGINAL, (a, b)), (FLIPPED, (b, a))):
                 prompt = self.template.render(d[first], d[second])
-                key = request_key(model=self.model_id, revision=self.revision, engine_settings=self.engine_settings,
-                                  template_digest=self.template.digest, system_message=self.system_message,
-                                  prompt=prompt, order=order, k=self.settings.k, seed=self.settings.seed,
-                                  mode=self.settings.mode)
+                key = self._keys.key(prompt, order)
                 out.append(ElicitationRequest(key, prompt, self.template.labels, self.system_message, a, b, order))
         return out
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from ..core.results import resolve_filesystem
 from ..engines.base import ElicitationResult
 
-__all__ = ["ResponseStore", "request_key"]
+__all__ = ["ResponseStore", "request_key", "key_prefix"]
 
 _SCHEMA = pa.schema([
     ("key", pa.string()), ("a", pa.int64()), ("b", pa.int64()), ("order", pa.int8()),
@@ -33,10 +33,25 @@ _SCHEMA = pa.schema([
 
 def request_key(*, model: str, revision: str | None, engine_settings: dict, template_digest: str,
                 system_message: str | None, prompt: str, order: int, k: int, seed: int, mode: str) -> str:
-    payload = json.dumps({"model": model, "revision": revision, "engine": engine_settings,
-                          "template": template_digest, "system": system_message, "prompt": prompt,
-                          "order": order, "k": k, "seed": seed, "mode": mode}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return key_prefix(model=model, revision=revision, engine_settings=engine_settings,
+                      template_digest=template_digest, system_message=system_message, k=k, seed=seed,
+                      mode=mode).key(prompt, order)
+
+
+class key_prefix:  # noqa: N801 - used like a function that returns a reusable hasher
+    """The fixed part of request keys hashed once; `.key(prompt, order)` finishes one key cheaply."""
+
+    def __init__(self, *, model: str, revision: str | None, engine_settings: dict, template_digest: str,
+                 system_message: str | None, k: int, seed: int, mode: str) -> None:
+        payload = json.dumps({"model": model, "revision": revision, "engine": engine_settings,
+                              "template": template_digest, "system": system_message, "k": k, "seed": seed,
+                              "mode": mode}, sort_keys=True, default=str)
+        self._base = hashlib.sha256(payload.encode())
+
+    def key(self, prompt: str, order: int) -> str:
+        h = self._base.copy()
+        h.update(f"\x1f{order}\x1f{prompt}".encode())
+        return h.hexdigest()
 
 
 class ResponseStore:
