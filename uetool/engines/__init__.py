@@ -19,7 +19,8 @@ def create_engine(name: str, **kwargs) -> Engine:
         if name == "hf":
             from .hf import HFEngine as cls
         elif name == "vllm":
-            from .vllm import VLLMEngine as cls
+            raise NotImplementedError("the vllm engine is not in this version yet; run open-weight models with "
+                                      "engine=hf (transformers) meanwhile")
         elif name == "openai":
             from .openai import OpenAIEngine as cls
         else:

@@ -14,8 +14,13 @@ class HFEngine:
     name = "hf"
 
     def __init__(self, path: str, revision: str | None = None, kind: str = "chat", accepts_system_message: bool = True,
-                 dtype: str = "float32", batch_size: int = 16, device: str | None = None, **_ignored) -> None:
+                 dtype: str = "float32", batch_size: int = 16, device: str | None = None,
+                 num_threads: int | None = None, **_ignored) -> None:
         import torch
+
+        if num_threads:
+            # Ray pins OMP threads to 1 in actors; use the CPUs this replica was actually given
+            torch.set_num_threads(int(num_threads))
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ..weights import resolve_model_path

