@@ -31,13 +31,13 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         if self.mode not in ("sample", "logprob"):
-            raise ValueError(f"elicitation `mode` must be 'sample' or 'logprob', got {self.mode!r}")
+            raise ValueError(f"`elicitation.mode` must be 'sample' or 'logprob', got {self.mode!r}")
         if self.k < 1:
-            raise ValueError(f"elicitation `k` must be >= 1, got {self.k}")
+            raise ValueError(f"`elicitation.k` must be >= 1, got {self.k}")
         if self.temperature < 0:
-            raise ValueError(f"elicitation `temperature` must be >= 0, got {self.temperature}")
+            raise ValueError(f"`elicitation.temperature` must be >= 0, got {self.temperature}")
         if self.max_tokens < 1:
-            raise ValueError(f"elicitation `max_tokens` must be >= 1, got {self.max_tokens}")
+            raise ValueError(f"`elicitation.max_tokens` must be >= 1, got {self.max_tokens}")
 
 
 @dataclass(frozen=True)
