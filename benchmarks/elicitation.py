@@ -118,7 +118,7 @@ def run(n_pairs: int, seed: int) -> dict:
     engine.close()
     try:
         vllm_engine = create_engine("vllm", path=path, kind="chat", dtype="float32", max_model_len=2048)
-    except ImportError as err:
+    except (ImportError, NotImplementedError) as err:
         out["vllm_logprob_pairs_per_s"] = out["vllm_sample_pairs_per_s"] = None
         out["vllm_unavailable"] = str(err)
     else:
