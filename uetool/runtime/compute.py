@@ -219,8 +219,16 @@ def _make_pool(run: ValidatedRun, engine_kwargs: dict, cfg: dict):
     num_gpus = engine_cfg.get("num_gpus")
     if num_gpus is None:
         num_gpus = float(tp) if (run.engine == "vllm" and _ray_has_gpus()) else 0.0
+    num_cpus = float(engine_cfg.get("num_cpus", 1))
+    cluster_cpus = float(ray.cluster_resources().get("CPU", num_cpus))
+    if num_cpus > cluster_cpus:
+        # a replica asking for more CPUs than the cluster has would wait forever; use what exists
+        print(f"engine.num_cpus={num_cpus:g} exceeds the cluster's {cluster_cpus:g} CPUs; using {cluster_cpus:g}")
+        num_cpus = cluster_cpus
+        if run.engine == "hf":
+            engine_kwargs["num_threads"] = max(1, int(num_cpus))
     return EnginePool(run.engine, engine_kwargs, replicas=int(engine_cfg.get("replicas") or model.get("replicas") or 1),
-                      num_cpus=float(engine_cfg.get("num_cpus", 1)), num_gpus=float(num_gpus),
+                      num_cpus=num_cpus, num_gpus=float(num_gpus),
                       tensor_parallel_size=max(tp, 1), shard_size=int(engine_cfg.get("shard_size", 32)),
                       progress=bool(cfg.get("progress", True)))
 
