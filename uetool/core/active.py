@@ -19,7 +19,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -357,7 +357,3 @@ def _progress(enabled: bool, total: int, initial: int):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="pairs asked", unit="pair")
-
-
-def config_to_dict(config: ActiveLearningConfig) -> dict:
-    return asdict(config)
