@@ -9,11 +9,11 @@ pearson_truth, spearman_truth, peak_rss_mb (+ extras).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
 
+from _report import print_result  # benchmarks/ is on sys.path when run as a script
 from scipy.stats import pearsonr, spearmanr
 
 from uetool.core.active import ActiveLearningConfig, run_active_learning
@@ -81,13 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        width = max(map(len, out))
-        for key, value in out.items():
-            print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-        print(f"{'acc - bayes':<{width}}  {out['holdout_accuracy'] - out['bayes_accuracy']:+.4f}")
+    print_result(out, args.json)
+    if not args.json:
+        print(f"acc - bayes  {out['holdout_accuracy'] - out['bayes_accuracy']:+.4f}")
     return 0
 
 

@@ -15,11 +15,11 @@ logprob_sample_mean_abs_diff, logprob_sample_se (+ details).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import numpy as np
+from _report import print_result  # benchmarks/ is on sys.path when run as a script
 
 from uetool.core.graph import sample_new_pairs
 from uetool.core.outcomes import load_outcomes
@@ -136,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     out = run(args.pairs, args.seed)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:<32}{value:.4f}" if isinstance(value, float) else f"{key:<32}{value}")
+    print_result(out, args.json)
     return 0
 
 

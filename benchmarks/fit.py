@@ -10,12 +10,12 @@ n=510 (9k edges) and 20 s at n=5000.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 
 import numpy as np
+from _report import print_result  # benchmarks/ is on sys.path when run as a script
 from scipy.stats import pearsonr
 
 from uetool.core.agents import ThurstonianAgent
@@ -49,11 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     out = run(args.n, args.seed)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:<22}{value:.4f}" if isinstance(value, float) else f"{key:<22}{value}")
+    print_result(out, args.json)
     return 0
 
 

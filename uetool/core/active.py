@@ -26,6 +26,7 @@ import numpy as np
 from .edges import position_bias, response_rates
 from .graph import HOLDOUT, TRAIN, PreferenceGraph, contains, holdout_size, keys_to_pairs, pair_keys, sample_new_pairs
 from .metrics import accuracy, average_confidence, cycle_statistics, log_loss
+from .progress import progress_bar
 from .thurstonian import ThurstonianFit, fit_thurstonian
 
 __all__ = ["ActiveLearningConfig", "ActiveLearningState", "ActiveLearningResult", "run_active_learning",
@@ -282,7 +283,8 @@ def run_active_learning(n_outcomes: int, ask: AskFn, config: ActiveLearningConfi
         raise ValueError(f"checkpoint is for n_outcomes={state.n_outcomes}, seed={state.seed}; "
                          f"this run has n_outcomes={n_outcomes}, seed={config.seed}")
     budget, round_size = config.budget(n_outcomes), config.round_size(n_outcomes)
-    bar = _progress(progress, budget + state.holdout_keys.size, len(state.graph))
+    bar = progress_bar(progress, budget + state.holdout_keys.size, desc="pairs asked", unit="pair",
+                       initial=len(state.graph))
 
     def asked(pairs: np.ndarray) -> np.ndarray:
         counts = np.asarray(ask(pairs), dtype=np.float64)
@@ -341,19 +343,3 @@ def _add_pseudolabels(state: ActiveLearningState, config: ActiveLearningConfig) 
     dtype = np.int32 if n < 2**31 else np.int64
     state.pseudo_a, state.pseudo_b = cand[sure, 0].astype(dtype), cand[sure, 1].astype(dtype)
     state.pseudo_label = (pred[sure] >= 0.5).astype(np.int8)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(enabled: bool, total: int, initial: int):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="pairs asked", unit="pair")

@@ -36,7 +36,6 @@ class Elicitor:
                  system_message: str | None, parser_style: str = "uetool") -> None:
         self.outcomes, self.template, self.settings = outcomes, template, settings
         self.pool, self.store = pool, store
-        self.model_id, self.revision, self.engine_settings = model_id, revision, engine_settings
         self.system_message, self.parser_style = system_message, parser_style
         self.stats = ElicitationStats()
         self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,

@@ -16,6 +16,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from ..core.progress import progress_bar
 from ..engines import create_engine
 from ..engines.base import ElicitationRequest, ElicitationResult, GenerationSettings
 
@@ -77,7 +78,7 @@ class EnginePool:
         queue, attempts = deque(range(len(shards))), [0] * len(shards)
         pending: dict = {}
         load = [0] * len(self.actors)
-        bar = _bar(self.progress, len(requests))
+        bar = progress_bar(self.progress, len(requests), desc="requests", unit="req", leave=False)
         try:
             while queue or pending:
                 while queue and min(load) < self.max_in_flight:
@@ -128,19 +129,3 @@ class EnginePool:
         for group in self._groups:
             remove_placement_group(group)
         self.actors, self._groups = [], []
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _bar(enabled: bool, total: int):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="requests", unit="req", leave=False)

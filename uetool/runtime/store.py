@@ -2,7 +2,7 @@
 
 Layout: `<root>/responses/<model>/part-<unix_ns>-<uuid>.parquet`, one part per flushed batch. A part is written
 to a temporary name and renamed, so a killed job never leaves a torn file under a real name; the reader ignores
-temporary files. One row per request key (see `request_key`): the key hashes everything that changes the answer
+temporary files. One row per request key (see `key_prefix`): the key hashes everything that changes the answer
 (model id + revision, engine settings, template, system message, prompt, order, k, seed), so re-running a config
 reuses every stored answer and a changed setting never reuses a stale one.
 """
@@ -22,20 +22,13 @@ import pyarrow.parquet as pq
 from ..core.results import resolve_filesystem
 from ..engines.base import ElicitationResult
 
-__all__ = ["ResponseStore", "request_key", "key_prefix"]
+__all__ = ["ResponseStore", "key_prefix"]
 
 _SCHEMA = pa.schema([
     ("key", pa.string()), ("a", pa.int64()), ("b", pa.int64()), ("order", pa.int8()),
     ("texts", pa.list_(pa.string())), ("p_first", pa.float64()), ("p_second", pa.float64()),
     ("other_mass", pa.float64()), ("error", pa.string()), ("written_at", pa.float64()),
 ])
-
-
-def request_key(*, model: str, revision: str | None, engine_settings: dict, template_digest: str,
-                system_message: str | None, prompt: str, order: int, k: int, seed: int, mode: str) -> str:
-    return key_prefix(model=model, revision=revision, engine_settings=engine_settings,
-                      template_digest=template_digest, system_message=system_message, k=k, seed=seed,
-                      mode=mode).key(prompt, order)
 
 
 class key_prefix:  # noqa: N801 - used like a function that returns a reusable hasher
