@@ -9,10 +9,14 @@ Engines never parse or store: that is the runtime's job, so every engine's raw o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ElicitationRequest", "ElicitationResult", "GenerationSettings", "Engine", "EngineError"]
+import numpy as np
+
+__all__ = ["ElicitationRequest", "ElicitationResult", "GenerationSettings", "Engine", "EngineError", "RequestBatch",
+           "ResultBatch"]
 
 
 class EngineError(RuntimeError):
@@ -72,3 +76,92 @@ class Engine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+@dataclass
+class RequestBatch:
+    """Many requests as columns: what the runtime ships to engine replicas.
+
+    Per-request Python objects cost more to build, pickle and unpickle than the simulated engine costs to answer
+    them; columns keep the Ray path's overhead per request to a few list/array slots. Labels and system message
+    are shared by every request of a job. `to_requests()` gives the per-request view engines implement.
+    """
+
+    keys: list[str]
+    prompts: list[str]
+    a: np.ndarray
+    b: np.ndarray
+    order: np.ndarray
+    labels: tuple[str, str] = ("A", "B")
+    system_message: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: slice) -> RequestBatch:
+        if not isinstance(index, slice):
+            raise TypeError("RequestBatch supports slices only; use take() for index arrays")
+        return RequestBatch(self.keys[index], self.prompts[index], self.a[index], self.b[index], self.order[index],
+                            self.labels, self.system_message)
+
+    def take(self, indices: Sequence[int]) -> RequestBatch:
+        idx = np.asarray(indices, np.int64)
+        return RequestBatch([self.keys[i] for i in idx.tolist()], [self.prompts[i] for i in idx.tolist()],
+                            self.a[idx], self.b[idx], self.order[idx], self.labels, self.system_message)
+
+    def to_requests(self) -> list[ElicitationRequest]:
+        labels, system = tuple(self.labels), self.system_message
+        return [ElicitationRequest(k, p, labels, system, a, b, o) for k, p, a, b, o in
+                zip(self.keys, self.prompts, self.a.tolist(), self.b.tolist(), self.order.tolist(), strict=True)]
+
+
+@dataclass
+class ResultBatch:
+    """Results as columns, aligned with the RequestBatch they answer (keys and (a, b, order) carried along).
+
+    `texts[i]` lists request i's samples (empty in logprob mode); `p_first`/`p_second`/`other_mass` are NaN in
+    sample mode; `errors[i]` is None unless the request failed and was counted.
+    """
+
+    keys: list[str]
+    a: np.ndarray
+    b: np.ndarray
+    order: np.ndarray
+    texts: list[list[str | None]]
+    p_first: np.ndarray
+    p_second: np.ndarray
+    other_mass: np.ndarray
+    errors: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def from_results(cls, results: Sequence[ElicitationResult], batch: RequestBatch) -> ResultBatch:
+        if len(results) != len(batch):
+            raise ValueError(f"engine returned {len(results)} results for {len(batch)} requests")
+        nan = float("nan")
+        probs = np.array([r.probs if r.probs is not None else (nan, nan) for r in results], float).reshape(-1, 2)
+        other = np.array([nan if r.other_mass is None else r.other_mass for r in results], float)
+        return cls(list(batch.keys), batch.a, batch.b, batch.order, [list(r.texts) for r in results],
+                   probs[:, 0], probs[:, 1], other, [r.error for r in results])
+
+    @classmethod
+    def concat(cls, batches: Sequence[ResultBatch]) -> ResultBatch:
+        if not batches:
+            empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
+            return cls([], empty_i, empty_i, empty_i.astype(np.int8), [], empty_f, empty_f, empty_f, [])
+        return cls([k for b in batches for k in b.keys], *(np.concatenate([getattr(b, f) for b in batches])
+                                                            for f in ("a", "b", "order")),
+                   [t for b in batches for t in b.texts],
+                   *(np.concatenate([getattr(b, f) for b in batches]) for f in ("p_first", "p_second", "other_mass")),
+                   [e for b in batches for e in b.errors])
+
+    def to_results(self) -> list[ElicitationResult]:
+        out = []
+        for i, key in enumerate(self.keys):
+            p = None if np.isnan(self.p_first[i]) else (float(self.p_first[i]), float(self.p_second[i]))
+            other = None if np.isnan(self.other_mass[i]) else float(self.other_mass[i])
+            out.append(ElicitationResult(key, texts=list(self.texts[i]), probs=p, other_mass=other,
+                                         error=self.errors[i]))
+        return out

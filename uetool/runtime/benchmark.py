@@ -20,8 +20,9 @@ __all__ = ["run_through_ray"]
 
 
 def run_through_ray(n: int, agent_kind: str, k: int, seed: int, config: ActiveLearningConfig, *,
-                    replicas: int = 2, shard_size: int = 1000) -> tuple[ActiveLearningResult, float]:
-    """(result, wall seconds of the loop alone)."""
+                    replicas: int = 2, shard_size: int = 1000, repeats: int = 1,
+                    ) -> tuple[ActiveLearningResult, list[float]]:
+    """(result, wall seconds of the loop alone for each repeat). Every repeat starts from an empty store."""
     import ray
 
     from .pool import EnginePool
@@ -32,12 +33,14 @@ def run_through_ray(n: int, agent_kind: str, k: int, seed: int, config: ActiveLe
     pool = EnginePool("simulated", {"agent": agent_kind, "n_outcomes": n, "seed": seed}, replicas=replicas,
                       shard_size=shard_size, progress=False)
     pool.pids()  # replicas are up before timing
-    with tempfile.TemporaryDirectory(prefix="uetool-bench-") as root:
-        elicitor = Elicitor(outcomes, get_template("paper"), GenerationSettings(k=k, seed=seed), pool=pool,
-                            store=ResponseStore(root, "simulated"), model_id=f"simulated-{agent_kind}",
-                            revision=None, engine_settings={"engine": "simulated"}, system_message=None)
-        start = time.perf_counter()
-        result = run_active_learning(n, elicitor, config)
-        wall = time.perf_counter() - start
+    walls = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="uetool-bench-") as root:
+            elicitor = Elicitor(outcomes, get_template("paper"), GenerationSettings(k=k, seed=seed), pool=pool,
+                                store=ResponseStore(root, "simulated"), model_id=f"simulated-{agent_kind}",
+                                revision=None, engine_settings={"engine": "simulated"}, system_message=None)
+            start = time.perf_counter()
+            result = run_active_learning(n, elicitor, config)
+            walls.append(time.perf_counter() - start)
     pool.shutdown()
-    return result, wall
+    return result, walls

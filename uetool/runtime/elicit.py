@@ -15,7 +15,7 @@ from ..core.edges import counts_from_choices
 from ..core.outcomes import OutcomeSet
 from ..core.parsing import parse_reply
 from ..core.prompts import FLIPPED, ORIGINAL, PromptTemplate
-from ..engines.base import ElicitationRequest, GenerationSettings
+from ..engines.base import GenerationSettings, RequestBatch, ResultBatch
 from .store import ResponseStore, key_prefix
 
 __all__ = ["Elicitor", "ElicitationStats"]
@@ -38,47 +38,60 @@ class Elicitor:
         self.pool, self.store = pool, store
         self.system_message, self.parser_style = system_message, parser_style
         self.stats = ElicitationStats()
+        self._parsed: dict = {}
         self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,
                                 template_digest=template.digest, system_message=system_message, k=settings.k,
                                 seed=settings.seed, mode=settings.mode)
 
-    def requests_for(self, pairs: np.ndarray) -> list[ElicitationRequest]:
-        out = []
-        d = self.outcomes.descriptions
-        for a, b in np.asarray(pairs, np.int64).tolist():
-            for order, (first, second) in ((ORIGINAL, (a, b)), (FLIPPED, (b, a))):
-                prompt = self.template.render(d[first], d[second])
-                key = self._keys.key(prompt, order)
-                out.append(ElicitationRequest(key, prompt, self.template.labels, self.system_message, a, b, order))
-        return out
+    def requests_for(self, pairs: np.ndarray) -> RequestBatch:
+        """Both orders of every pair, as columns: rows 2i (original) and 2i+1 (flipped) belong to pair i."""
+        pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+        d, render, key = self.outcomes.descriptions, self.template.render, self._keys.key
+        prompts, keys = [], []
+        for a, b in pairs.tolist():
+            for order, first, second in ((ORIGINAL, a, b), (FLIPPED, b, a)):
+                prompt = render(d[first], d[second])
+                prompts.append(prompt)
+                keys.append(key(prompt, order))
+        order = np.tile(np.array([ORIGINAL, FLIPPED], np.int8), len(pairs))
+        return RequestBatch(keys, prompts, np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2), order,
+                            tuple(self.template.labels), self.system_message)
 
     def __call__(self, pairs: np.ndarray) -> np.ndarray:
-        requests = self.requests_for(pairs)
-        stored = self.store.load()
-        missing = [r for r in requests if r.key not in stored]
-        self.stats.requests += len(requests)
-        self.stats.reused += len(requests) - len(missing)
+        batch = self.requests_for(pairs)
+        missing = self.store.missing(batch.keys)
+        self.stats.requests += len(batch)
+        self.stats.reused += len(batch) - len(missing)
         if missing:
-            bookkeeping = {r.key: (r.a, r.b, r.order) for r in missing}
             # every shard is written durably as soon as it arrives, before anything uses it
-            self.pool.run(missing, self.settings, on_shard=lambda res: self.store.append(res, bookkeeping))
+            self.pool.run(batch.take(missing), self.settings, on_shard=self.store.append)
             self.stats.asked += len(missing)
-        stored = self.store.load()
-        results = [stored[r.key] for r in requests]
-        self.stats.failed_requests += sum(1 for r in results if r.error)
+        results = self.store.get(batch.keys)
+        self.stats.failed_requests += sum(1 for e in results.errors if e)
         if self.settings.mode == "logprob":
             return self._logprob_counts(results)
         k = self.settings.k
-        codes = np.array([[parse_reply(t, reasoning=self.template.reasoning, labels=self.template.labels,
-                                       style=self.parser_style) for t in _pad(r.texts, k)] for r in results],
-                         dtype=np.int8).reshape(len(pairs), 2, k)
+        codes = self._parse([t for texts in results.texts for t in _pad(texts, k)]).reshape(len(pairs), 2, k)
         return counts_from_choices(codes[:, 0, :], codes[:, 1, :])
 
-    def _logprob_counts(self, results) -> np.ndarray:
+    def _parse(self, texts: list[str | None]) -> np.ndarray:
+        """Choice codes; each distinct reply is parsed once (replies repeat a lot: "A", "B", a few phrasings)."""
+        memo = self._parsed
+        out = np.empty(len(texts), np.int8)
+        for i, text in enumerate(texts):
+            code = memo.get(text)
+            if code is None:
+                code = memo[text] = parse_reply(text, reasoning=self.template.reasoning, labels=self.template.labels,
+                                                style=self.parser_style)
+            out[i] = code
+        return out
+
+    def _logprob_counts(self, results: ResultBatch) -> np.ndarray:
         """Expected counts K * P(label) renormalised over the two labels; other mass is reported, not counted."""
         k = self.settings.k
-        probs = np.array([r.probs if r.probs is not None else (0.0, 0.0) for r in results], float).reshape(-1, 2, 2)
-        self.stats.logprob_other_mass.extend(r.other_mass for r in results if r.other_mass is not None)
+        probs = np.nan_to_num(np.stack([results.p_first, results.p_second], axis=1)).reshape(-1, 2, 2)
+        other = results.other_mass[~np.isnan(results.other_mass)]
+        self.stats.logprob_other_mass.extend(other.tolist())
         total = probs.sum(-1, keepdims=True)
         norm = np.divide(probs, total, out=np.zeros_like(probs), where=total > 0)
         counts = np.zeros((probs.shape[0], 6))
@@ -90,5 +103,7 @@ class Elicitor:
 
 def _pad(texts: list, k: int) -> list:
     """Exactly k replies per request: a failed request (fewer texts) is padded with None = unparseable."""
+    if len(texts) == k:
+        return texts
     texts = list(texts)[:k]
     return texts + [None] * (k - len(texts))

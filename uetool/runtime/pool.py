@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..core.progress import progress_bar
 from ..engines import create_engine
-from ..engines.base import ElicitationRequest, ElicitationResult, GenerationSettings
+from ..engines.base import ElicitationRequest, ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
 
 __all__ = ["EngineActor", "EnginePool", "replica_bundles"]
 
@@ -29,8 +29,15 @@ class EngineActor:
     def __init__(self, engine: str, engine_kwargs: dict) -> None:
         self.engine = create_engine(engine, **engine_kwargs)
 
-    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
-        return self.engine.generate(requests, settings)
+    def generate(self, requests: list[ElicitationRequest] | RequestBatch,
+                 settings: GenerationSettings) -> list[ElicitationResult] | ResultBatch:
+        """Lists in, lists out; a RequestBatch in, a ResultBatch out (columns travel cheaper through Ray)."""
+        if not isinstance(requests, RequestBatch):
+            return self.engine.generate(requests, settings)
+        fast = getattr(self.engine, "generate_batch", None)
+        if fast is not None:
+            return fast(requests, settings)
+        return ResultBatch.from_results(self.engine.generate(requests.to_requests(), settings), requests)
 
     def pid(self) -> int:
         return os.getpid()
@@ -70,9 +77,12 @@ class EnginePool:
             options.update(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
         return ray.remote(EngineActor).options(**options).remote(self.engine, self.engine_kwargs)
 
-    def run(self, requests: list[ElicitationRequest], settings: GenerationSettings,
-            on_shard: Callable[[list[ElicitationResult]], None] | None = None) -> list[ElicitationResult]:
-        """Answer all requests (order kept). `on_shard` sees each shard's results as soon as it completes."""
+    def run(self, requests: list[ElicitationRequest] | RequestBatch, settings: GenerationSettings,
+            on_shard: Callable | None = None) -> list[ElicitationResult] | ResultBatch:
+        """Answer all requests (order kept). `on_shard` sees each shard's results as soon as it completes.
+
+        A list of requests gives a list of results; a RequestBatch gives one ResultBatch.
+        """
         shards = [requests[i:i + self.shard_size] for i in range(0, len(requests), self.shard_size)]
         results: list[list[ElicitationResult] | None] = [None] * len(shards)
         queue, attempts = deque(range(len(shards))), [0] * len(shards)
@@ -110,6 +120,8 @@ class EnginePool:
                 bar.update(len(answer))
         finally:
             bar.close()
+        if isinstance(requests, RequestBatch):
+            return ResultBatch.concat(results)  # type: ignore[arg-type]
         return [r for shard in results for r in shard]  # type: ignore[union-attr]
 
     def _replace(self, slot: int) -> None:

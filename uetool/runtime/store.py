@@ -13,14 +13,14 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..core.results import resolve_filesystem
-from ..engines.base import ElicitationResult
+from ..engines.base import ElicitationResult, ResultBatch
 
 __all__ = ["ResponseStore", "key_prefix"]
 
@@ -48,37 +48,76 @@ class key_prefix:  # noqa: N801 - used like a function that returns a reusable h
 
 
 class ResponseStore:
-    """Append-only store of raw engine results for one model."""
+    """Append-only store of raw engine results for one model, cached in memory as columns."""
 
     def __init__(self, root: str, model: str) -> None:
         self.fs, base = resolve_filesystem(root)
         safe = model.replace("/", "__")
         self.path = f"{base}/responses/{safe}"
         self.fs.create_dir(self.path, recursive=True)
-        self._cache: dict[str, ElicitationResult] | None = None
+        self._index: dict[str, int] | None = None
+        self._chunks: list[ResultBatch] = []
+        self._merged: ResultBatch | None = None
 
     def _parts(self) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
         return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
-    def load(self) -> dict[str, ElicitationResult]:
-        """All stored results by key (first write wins; later duplicates, if any, are ignored)."""
-        if self._cache is None:
-            cache: dict[str, ElicitationResult] = {}
+    def _load(self) -> dict[str, int]:
+        """Key -> row of the in-memory columns (first write wins; later duplicates, if any, are ignored)."""
+        if self._index is None:
+            self._index, self._chunks, self._merged = {}, [], None
             for part in self._parts():
                 with self.fs.open_input_file(part) as f:
-                    table = pq.read_table(f)
-                for row in table.to_pylist():
-                    if row["key"] in cache:
-                        continue
-                    probs = None if row["p_first"] is None else (row["p_first"], row["p_second"])
-                    cache[row["key"]] = ElicitationResult(row["key"], texts=row["texts"] or [], probs=probs,
-                                                          other_mass=row["other_mass"], error=row["error"])
-            self._cache = cache
-        return self._cache
+                    self._remember(_batch_from_table(pq.read_table(f)))
+        return self._index
+
+    def _remember(self, batch: ResultBatch) -> ResultBatch:
+        """Add rows whose keys are new to the cache; returns those rows."""
+        index = self._index
+        assert index is not None
+        fresh, seen = [], set()
+        for i, key in enumerate(batch.keys):
+            if key not in index and key not in seen:
+                seen.add(key)
+                fresh.append(i)
+        if len(fresh) < len(batch):
+            batch = _take(batch, fresh)
+        offset = len(index)
+        for i, key in enumerate(batch.keys):
+            index[key] = offset + i
+        if len(batch):
+            self._chunks.append(batch)
+            self._merged = None
+        return batch
 
     def __len__(self) -> int:
-        return len(self.load())
+        return len(self._load())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._load()
+
+    def missing(self, keys: list[str]) -> list[int]:
+        """Positions of `keys` that the store does not hold."""
+        index = self._load()
+        return [i for i, key in enumerate(keys) if key not in index]
+
+    def get(self, keys: list[str]) -> ResultBatch:
+        """Stored results for `keys`, in that order (KeyError names a missing key)."""
+        index = self._load()
+        try:
+            rows = [index[key] for key in keys]
+        except KeyError as err:
+            raise KeyError(f"response {err.args[0]} is not in the store at {self.path}") from None
+        if self._merged is None:
+            self._merged = ResultBatch.concat(self._chunks)
+            self._chunks = [self._merged]
+        return _take(self._merged, rows)
+
+    def load(self) -> dict[str, ElicitationResult]:
+        """Every stored result by key (a per-object view for inspection; the runtime uses `get`)."""
+        keys = list(self._load())
+        return dict(zip(keys, self.get(keys).to_results(), strict=True))
 
     def count_rows(self) -> int:
         """Rows on disk, duplicates included (tests use it to prove nothing was stored twice)."""
@@ -88,24 +127,21 @@ class ResponseStore:
                 total += pq.read_metadata(f).num_rows
         return total
 
-    def append(self, results: Iterable[ElicitationResult], bookkeeping: dict[str, tuple[int, int, int]]) -> int:
-        """Durably write results not yet stored; returns how many were written."""
-        known = self.load()
-        rows = [r for r in results if r.key not in known]
-        if not rows:
+    def append(self, batch: ResultBatch) -> int:
+        """Durably write the results not yet stored (temp file + rename), then cache them; returns how many."""
+        self._load()
+        index = self._index
+        assert index is not None
+        fresh = [i for i, key in enumerate(batch.keys) if key not in index]
+        if not fresh:
             return 0
-        now = time.time()
+        rows = batch if len(fresh) == len(batch) else _take(batch, fresh)
         table = pa.table({
-            "key": [r.key for r in rows],
-            "a": [bookkeeping[r.key][0] for r in rows],
-            "b": [bookkeeping[r.key][1] for r in rows],
-            "order": [bookkeeping[r.key][2] for r in rows],
-            "texts": [list(r.texts) for r in rows],
-            "p_first": [None if r.probs is None else float(r.probs[0]) for r in rows],
-            "p_second": [None if r.probs is None else float(r.probs[1]) for r in rows],
-            "other_mass": [r.other_mass for r in rows],
-            "error": [r.error for r in rows],
-            "written_at": [now] * len(rows),
+            "key": rows.keys, "a": np.asarray(rows.a, np.int64), "b": np.asarray(rows.b, np.int64),
+            "order": np.asarray(rows.order, np.int8), "texts": rows.texts,
+            "p_first": _nullable(rows.p_first), "p_second": _nullable(rows.p_second),
+            "other_mass": _nullable(rows.other_mass), "error": rows.errors,
+            "written_at": np.full(len(rows), time.time()),
         }, schema=_SCHEMA)
         name = f"{self.path}/part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = f"{self.path}/.{name.rsplit('/', 1)[1]}.tmp"
@@ -114,6 +150,26 @@ class ResponseStore:
         with self.fs.open_output_stream(tmp) as out:
             out.write(sink.getvalue().to_pybytes())
         self.fs.move(tmp, name)
-        for r in rows:
-            known[r.key] = r
-        return len(rows)
+        return len(self._remember(rows))
+
+
+def _nullable(values: np.ndarray) -> pa.Array:
+    values = np.asarray(values, float)
+    return pa.array(values, mask=np.isnan(values), type=pa.float64())
+
+
+def _take(batch: ResultBatch, rows: list[int]) -> ResultBatch:
+    idx = np.asarray(rows, np.int64)
+    return ResultBatch([batch.keys[i] for i in rows], batch.a[idx], batch.b[idx], batch.order[idx],
+                       [batch.texts[i] for i in rows], batch.p_first[idx], batch.p_second[idx],
+                       batch.other_mass[idx], [batch.errors[i] for i in rows])
+
+
+def _batch_from_table(table: pa.Table) -> ResultBatch:
+    def floats(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
+
+    texts = [t or [] for t in table.column("texts").to_pylist()]
+    return ResultBatch(table.column("key").to_pylist(), table.column("a").to_numpy(), table.column("b").to_numpy(),
+                       table.column("order").to_numpy().astype(np.int8), texts, floats("p_first"),
+                       floats("p_second"), floats("other_mass"), table.column("error").to_pylist())
