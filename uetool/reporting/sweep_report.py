@@ -1,0 +1,194 @@
+"""The sweep report: tables, PNGs and report.html in `<results_root>/sweeps/<sweep>/` (matplotlib Agg, no Ray).
+
+Files written (each atomically: a temporary name, then a rename; report.html last, so a reader of the page
+always finds its images):
+    metrics_by_model.csv / .parquet   one row per model (trends.metrics_table + neighbour_std)
+    trends.csv                        every metric against capability (trends.trend_statistics)
+    convergence.csv                   models x models cosine similarity of standardised utilities
+    neighbour_std.csv                 per model: utility spread among it and its 4 nearest neighbours in capability
+    trend_<metric>.png, convergence_heatmap.png, neighbour_std.png
+    report.html
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ..core.results import resolve_filesystem
+from ..core.trends import HEADLINE_METRICS, load_sweep, metrics_table, sweep_dir, trend_statistics, utility_convergence
+from . import plots
+from .page import SweepPage, fmt_number, render_page
+
+__all__ = ["write_sweep_report", "build_report_files"]
+
+# Counts and bookkeeping: reported per model, but not a trend worth a plot.
+_NO_TREND = {"n_outcomes", "n_edges", "n_holdout_edges", "n_triads", "seed", "capability", "seconds_total"}
+_RATES = ["refusal_rate", "unparseable_rate", "position_bias", "position_bias_original", "position_bias_flipped"]
+_N_SHOWN = 10
+
+
+def _atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    # A unique temporary name: two writers of the same report (the sweep's results actor and a user running
+    # jobs.report) must not interleave bytes in one temporary file.
+    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
+    with fs.open_output_stream(tmp) as out:
+        out.write(data)
+    fs.move(tmp, path)
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _safe_name(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", metric)
+
+
+def _trend_metrics(table: pd.DataFrame) -> list[str]:
+    fixed = {"model", "status", "error", "note"}
+    return [c for c in table.columns if c not in fixed | _NO_TREND and pd.api.types.is_numeric_dtype(table[c])]
+
+
+def _utility_entries(records: list[dict], utilities: dict[str, pd.DataFrame], order: list[str]) -> list:
+    capability = {r["model"]: r.get("capability") for r in records}
+    entries = []
+    for model in [m for m in order if m in utilities]:
+        frame = utilities[model]
+        cols = [c for c in ("description", "category", "mean", "ci_low", "ci_high") if c in frame.columns]
+        ranked = frame.sort_values("mean", ascending=False, kind="stable")[cols].reset_index(drop=True)
+        ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+        cap = capability.get(model)
+        caption = f"capability {fmt_number(cap, 1) if cap is not None else 'n/a'}, {len(ranked)} outcomes"
+        if len(ranked) <= 2 * _N_SHOWN:
+            entries.append((model, caption, ranked, None))
+        else:
+            entries.append((model, caption, ranked.head(_N_SHOWN), ranked.tail(_N_SHOWN)))
+    return entries
+
+
+def _summary(sweep_name: str, records: list[dict], table: pd.DataFrame, capability_name: str, seed: int,
+             n_boot: int, n_shared: object) -> list[tuple[str, str]]:
+    status = Counter(r["status"] for r in records)
+    seconds = table["seconds_total"].to_numpy(float)
+    finished = sorted(str(r["finished_at"]) for r in records if r.get("finished_at"))
+    flagged = int((table["note"] != "").sum())
+    rows = [("sweep", sweep_name), ("models", str(len(records))), ("done", str(status.get("done", 0))),
+            ("failed", str(status.get("failed", 0)))]
+    if flagged:
+        rows.append(("flagged (see Notes)", str(flagged)))
+    rows += [("capability measure", capability_name),
+             ("shared outcomes (convergence)", str(n_shared)),
+             ("compute time, all models", f"{np.nansum(seconds) / 3600:.2f} h" if np.isfinite(seconds).any() else
+              "\u2014"),
+             ("median time per model", f"{np.nanmedian(seconds):.0f} s" if np.isfinite(seconds).any() else "\u2014"),
+             ("first / last model finished", f"{finished[0]} / {finished[-1]}" if finished else "\u2014"),
+             ("bootstrap", f"{n_boot} resamples of models, seed {seed}, 95% percentile CIs"),
+             ("generated", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))]
+    return rows
+
+
+def _trend_display(trends: pd.DataFrame) -> pd.DataFrame:
+    def ci(value: float, low: float, high: float) -> str:
+        if not math.isfinite(value):
+            return "\u2014"
+        return f"{value:.2f} [{low:.2f}, {high:.2f}]" if math.isfinite(low) else f"{value:.2f}"
+
+    return pd.DataFrame({
+        "metric": trends["metric"], "n": trends["n"].astype(int),
+        "Pearson r [95% CI]": [ci(*v) for v in trends[["pearson_r", "pearson_ci_low", "pearson_ci_high"]].values],
+        "Spearman \u03c1 [95% CI]": [ci(*v) for v in
+                                     trends[["spearman_rho", "spearman_ci_low", "spearman_ci_high"]].values],
+        "slope": [f"{v:.4g}" if math.isfinite(v) else "\u2014" for v in trends["slope"]],
+        "intercept": [f"{v:.4g}" if math.isfinite(v) else "\u2014" for v in trends["intercept"]],
+        "note": trends["note"]})
+
+
+def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], sweep_name: str, *, seed: int = 0,
+                       n_boot: int = 1000) -> dict[str, bytes]:
+    """Every report file as {file name: bytes}, computed from the loaded sweep (no I/O)."""
+    table = metrics_table(records)
+    names = Counter(r.get("capability_name") for r in records if r.get("capability_name"))
+    capability_name = names.most_common(1)[0][0] if names else "capability"
+    cap = dict(zip(table["model"], table["capability"], strict=True))
+    similarity, spread = utility_convergence({m: u for m, u in utilities.items() if m in cap}, cap)
+    table = table.merge(spread[["model", "neighbour_std"]], on="model", how="left")
+    table["neighbour_std"] = table["neighbour_std"].astype(float)
+    metrics = _trend_metrics(table)
+    trends = trend_statistics(table, metrics, n_boot=n_boot, seed=seed)
+    by_metric = {row["metric"]: row for _, row in trends.iterrows()}
+
+    files: dict[str, bytes] = {
+        "metrics_by_model.csv": table.to_csv(index=False).encode(),
+        "metrics_by_model.parquet": _parquet_bytes(table),
+        "trends.csv": trends.to_csv(index=False).encode(),
+        "convergence.csv": similarity.to_csv(index_label="model").encode(),
+        "neighbour_std.csv": spread.to_csv(index=False).encode(),
+    }
+    headline, other = [], []
+    for metric in [m for m in metrics if m != "neighbour_std"]:
+        if by_metric[metric]["n"] == 0:
+            continue  # no finished model reports it: nothing to draw
+        name = f"trend_{_safe_name(metric)}.png"
+        files[name] = plots.trend_plot(table, metric, by_metric[metric], capability_name)
+        (headline if metric in HEADLINE_METRICS else other).append((name, f"{metric} vs {capability_name}"))
+    headline.sort(key=lambda item: [f"trend_{m}.png" for m in HEADLINE_METRICS].index(item[0]))
+    heatmap = neighbour_png = None
+    if not similarity.empty:
+        heatmap = "convergence_heatmap.png"
+        files[heatmap] = plots.similarity_heatmap(similarity, cap, capability_name)
+        if spread["neighbour_std"].notna().any():
+            neighbour_png = "neighbour_std.png"
+            files[neighbour_png] = plots.neighbour_std_plot(spread, by_metric.get("neighbour_std"), capability_name)
+
+    done = table["status"] == "done"
+    model_cols = ["model", "status", "capability", *[m for m in HEADLINE_METRICS if m in table], "neighbour_std",
+                  "seconds_total"]
+    failures = table.loc[~done, ["model", "capability", "error"]].reset_index(drop=True)
+    finished_at = {r["model"]: str(r.get("finished_at") or "") for r in records}
+    failures.insert(2, "finished_at", [finished_at[m] for m in failures["model"]])
+    notes = [f"{m}: {n}" for m, n in zip(table["model"], table["note"], strict=True) if n]
+    reason = similarity.attrs.get("reason", "")
+    page = SweepPage(
+        sweep_name=sweep_name,
+        summary=_summary(sweep_name, records, table, capability_name, seed, n_boot,
+                         similarity.attrs.get("n_shared_outcomes", "\u2014")),
+        trends=_trend_display(trends), headline_plots=headline, other_plots=other,
+        heatmap=heatmap, neighbour_plot=neighbour_png,
+        convergence_note=f"No convergence analysis: {reason}." if reason else "",
+        neighbours=spread,
+        models=table[model_cols], rates=table.loc[done, ["model", "capability", *[c for c in _RATES if c in table]]],
+        utilities=_utility_entries(records, utilities, table["model"].tolist()),
+        failures=failures, notes=notes)
+    files["report.html"] = render_page(page).encode("utf-8")
+    return files
+
+
+def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int = 0, n_boot: int = 1000) -> Path | str:
+    """Load the sweep, write every report file into its directory, return the path of report.html.
+
+    Returns a `Path` for a local results root and the URI string for a remote one (s3://...).
+    """
+    records, utilities = load_sweep(str(results_root), sweep_name)
+    files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot)
+    fs, _ = resolve_filesystem(str(results_root))
+    out_dir = sweep_dir(str(results_root), sweep_name)
+    html = files.pop("report.html")
+    for name, data in files.items():
+        _atomic_write(fs, f"{out_dir}/{name}", data)
+    _atomic_write(fs, f"{out_dir}/report.html", html)
+    if isinstance(fs, pafs.LocalFileSystem):
+        return Path(out_dir) / "report.html"
+    return f"{str(results_root).rstrip('/')}/sweeps/{sweep_name}/report.html"
