@@ -33,7 +33,8 @@ from .page import SweepPage, fmt_number, render_page
 __all__ = ["write_sweep_report", "build_report_files"]
 
 # Counts and bookkeeping: reported per model, but not a trend worth a plot.
-_NO_TREND = {"n_outcomes", "n_edges", "n_holdout_edges", "n_triads", "seed", "capability", "seconds_total"}
+_NO_TREND = {"n_outcomes", "n_edges", "n_holdout_edges", "n_triads", "seed", "capability", "seconds_total",
+             "asked_requests", "reused_requests", "failed_requests", "fit_converged"}
 _RATES = ["refusal_rate", "unparseable_rate", "position_bias", "position_bias_original", "position_bias_flipped"]
 _N_SHOWN = 10
 
@@ -188,6 +189,10 @@ def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int =
     html = files.pop("report.html")
     for name, data in files.items():
         _atomic_write(fs, f"{out_dir}/{name}", data)
+    # a plot of an earlier report whose metric is no longer drawn would otherwise sit beside the new page
+    for info in fs.get_file_info(pafs.FileSelector(out_dir)):
+        if info.base_name.endswith(".png") and info.base_name not in files:
+            fs.delete_file(info.path)
     _atomic_write(fs, f"{out_dir}/report.html", html)
     if isinstance(fs, pafs.LocalFileSystem):
         return Path(out_dir) / "report.html"

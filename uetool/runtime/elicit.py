@@ -7,6 +7,7 @@ unparseable replies and refusals separately.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,8 @@ class ElicitationStats:
     asked: int = 0
     failed_requests: int = 0
     logprob_other_mass: list = field(default_factory=list)
+    engine_seconds: float = 0.0  # wall time waiting on the engine pool
+    elicit_seconds: float = 0.0  # wall time of whole elicitation rounds (engine + render, store, parse)
 
 
 class Elicitor:
@@ -58,13 +61,22 @@ class Elicitor:
                             tuple(self.template.labels), self.system_message)
 
     def __call__(self, pairs: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self._counts(pairs)
+        finally:
+            self.stats.elicit_seconds += time.perf_counter() - started
+
+    def _counts(self, pairs: np.ndarray) -> np.ndarray:
         batch = self.requests_for(pairs)
         missing = self.store.missing(batch.keys)
         self.stats.requests += len(batch)
         self.stats.reused += len(batch) - len(missing)
         if missing:
             # every shard is written durably as soon as it arrives, before anything uses it
+            asked_at = time.perf_counter()
             self.pool.run(batch.take(missing), self.settings, on_shard=self.store.append)
+            self.stats.engine_seconds += time.perf_counter() - asked_at
             self.stats.asked += len(missing)
         results = self.store.get(batch.keys)
         self.stats.failed_requests += sum(1 for e in results.errors if e)

@@ -53,23 +53,34 @@ def replica_bundles(tensor_parallel_size: int, num_cpus: float = 1.0) -> list[di
 class EnginePool:
     def __init__(self, engine: str, engine_kwargs: dict, *, replicas: int = 1, num_cpus: float = 1.0,
                  num_gpus: float = 0.0, tensor_parallel_size: int = 1, shard_size: int = 64,
-                 max_in_flight_per_replica: int = 2, max_shard_retries: int = 3, progress: bool = True) -> None:
+                 max_in_flight_per_replica: int = 2, max_shard_retries: int = 3, progress: bool = True,
+                 name: str | None = None, namespace: str | None = None) -> None:
         if replicas < 1:
             raise ValueError(f"engine pool `replicas` must be >= 1, got {replicas}")
         self.engine, self.engine_kwargs = engine, dict(engine_kwargs)
         self.num_cpus, self.num_gpus, self.tp = num_cpus, num_gpus, tensor_parallel_size
         self.shard_size, self.max_in_flight = shard_size, max_in_flight_per_replica
         self.max_shard_retries, self.progress = max_shard_retries, progress
+        # named replicas ("<name>/<slot>.<generation>") show up by model in `ray list actors` and can be found
+        # (and, in failure tests, killed) from outside the process that owns the pool
+        self.name, self.namespace = name, namespace
         self._groups: list = []
-        self.actors = [self._new_actor() for _ in range(replicas)]
+        self._generation = [0] * replicas
+        self.actors = [self._new_actor(slot) for slot in range(replicas)]
         self.replacements = 0
 
-    def _new_actor(self):
+    def actor_name(self, slot: int) -> str | None:
+        return None if self.name is None else f"{self.name}/{slot}.{self._generation[slot]}"
+
+    def _new_actor(self, slot: int):
         options: dict = {"max_restarts": 0, "max_concurrency": 1}
+        if self.name is not None:
+            options.update(name=self.actor_name(slot), namespace=self.namespace)
         if self.num_gpus > 0 and self.tp > 1:
             # tensor parallel: reserve tp GPU bundles; the engine's workers are scheduled inside the group
             group = placement_group(replica_bundles(self.tp, self.num_cpus), strategy="STRICT_PACK")
-            ray.get(group.ready(), timeout=600)
+            # no timeout: in a sweep, a model whose GPUs are busy queues until Ray can place it
+            ray.get(group.ready())
             self._groups.append(group)
             options.update(num_cpus=0, num_gpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
                 group, placement_group_capture_child_tasks=True))
@@ -129,7 +140,8 @@ class EnginePool:
             ray.kill(self.actors[slot], no_restart=True)
         except Exception:  # noqa: BLE001 - it is already dead
             pass
-        self.actors[slot] = self._new_actor()
+        self._generation[slot] += 1
+        self.actors[slot] = self._new_actor(slot)
         self.replacements += 1
 
     def pids(self) -> list[int]:

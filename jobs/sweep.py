@@ -1,0 +1,38 @@
+"""python -m jobs.sweep sweep=<open_weight|paper|cpu_demo|cpu_demo_simulated|custom> [experiment=compute_utilities] ...
+
+Every model of the sweep gets its own engine pool; Ray runs as many at once as the cluster holds. Results land in
+`<results_root>/<experiment>/<model>/` per model and `<results_root>/sweeps/<sweep>/` (records, report.html, PNGs).
+Runs locally (starts a Ray cluster, or attaches to RAY_ADDRESS) and unchanged under `ray job submit`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from jobs._cli import rewrite_outcome_path
+
+_CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from uetool.runtime.sweep import run_sweep
+
+    out = run_sweep(OmegaConf.to_container(cfg, resolve=True), _CONF)
+    for record in out["records"]:
+        metrics = record.get("metrics") or {}
+        line = (f"holdout_accuracy={metrics.get('holdout_accuracy', float('nan')):.3f}"
+                if record["status"] == "done" else f"FAILED: {record.get('error')}")
+        print(f"{record['model']:32s} {record['status']:6s} {line}")
+    if out["skipped"]:
+        print(f"reused finished models: {', '.join(out['skipped'])}")
+    print(f"report: {out['report']}")
+
+
+if __name__ == "__main__":
+    sys.argv = rewrite_outcome_path(sys.argv)
+    main()

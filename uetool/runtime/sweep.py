@@ -1,0 +1,110 @@
+"""Run one sweep: every model's compute_utilities as its own Ray task, results gathered by the results actor.
+
+Each model task builds its own engine pool (replicas sized by the model's tensor-parallel degree), so Ray decides
+which models run at once: a pool whose resources are taken waits in Ray's queue; there is no scheduler here.
+A model that fails (bad weights, OOM, API outage, a crashed worker) is recorded with its error and the sweep goes
+on. Re-submitting the same sweep skips models that finished with the same config and resumes the others from their
+checkpoints and the response store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import ray
+
+from ..core.progress import progress_bar
+from .compute import compute_utilities, ensure_ray
+from .results_actor import ResultsActor
+from .sweep_plan import ModelPlan, plan_sweep
+
+__all__ = ["run_sweep", "results_actor_name", "engine_pool_name", "NAMESPACE"]
+
+NAMESPACE = "uetool"
+
+
+def results_actor_name(sweep: str) -> str:
+    return f"uetool-results/{sweep}"
+
+
+def engine_pool_name(sweep: str, model: str) -> str:
+    """Prefix of a model's engine replica names (`<prefix>/<slot>.<generation>`, namespace NAMESPACE)."""
+    return f"uetool-engine/{sweep}/{model}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _base_record(plan: ModelPlan, sweep: str) -> dict:
+    return {"model": plan.key, "sweep": sweep, "capability": plan.capability, "capability_name": "mmlu",
+            "capability_note": plan.config["model"].get("capability_note"), "engine": plan.engine,
+            "replicas": plan.replicas, "tensor_parallel_size": plan.tensor_parallel_size,
+            "fingerprint": plan.fingerprint, "results_dir": f"{plan.config['experiment']['name']}/{plan.key}"}
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _run_model(plan: ModelPlan, sweep: str) -> dict:
+    """One model end to end; any failure becomes a 'failed' record instead of an exception."""
+    record = _base_record(plan, sweep)
+    started = time.perf_counter()
+    try:
+        out = compute_utilities(plan.config, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
+    except Exception as error:  # noqa: BLE001 - one model's failure must not end the sweep
+        return record | {"status": "failed", "metrics": None, "error": f"{type(error).__name__}: {error}",
+                         "traceback": traceback.format_exc()[-4000:],
+                         "seconds": {"total": time.perf_counter() - started}, "finished_at": _now()}
+    return record | {"status": "done", "metrics": out["metrics"], "error": None, "seconds": out["timings"],
+                     "engine_replacements": out["replacements"], "finished_at": _now()}
+
+
+def _results_actor(cfg: dict, sweep: str):
+    n_boot = int(cfg["sweep"].get("report_n_boot") or 1000)
+    # restarted by Ray after a crash or kill (it rebuilds from disk); calls made meanwhile wait and are retried
+    options = dict(name=results_actor_name(sweep), namespace=NAMESPACE, get_if_exists=True, num_cpus=0,
+                   max_restarts=-1, max_task_retries=-1, max_concurrency=1)
+    args = (cfg["results_root"], sweep, int(cfg["seed"]), n_boot)
+    actor = ray.remote(ResultsActor).options(**options).remote(*args)
+    if tuple(ray.get(actor.where.remote())) != (args[0], sweep):
+        # an actor of the same sweep name writing to another results root (an earlier run in this cluster)
+        ray.kill(actor, no_restart=True)
+        actor = ray.remote(ResultsActor).options(**{**options, "get_if_exists": False}).remote(*args)
+    return actor
+
+
+def run_sweep(cfg: dict, conf_dir: Path | str, *, on_record: Callable[[dict], None] | None = None) -> dict:
+    """Run the sweep of the resolved config `cfg`; returns {'sweep', 'records', 'report', 'skipped'}."""
+    plans = plan_sweep(cfg, conf_dir)  # every model key and entry is checked before anything starts
+    sweep = str(cfg["sweep"]["name"])
+    ensure_ray(cfg)
+    actor = _results_actor(cfg, sweep)
+    finished = ray.get(actor.finished.remote())
+    skipped = [p.key for p in plans if finished.get(p.key) == p.fingerprint]
+    todo = [p for p in plans if p.key not in skipped]
+    pending = {_run_model.remote(plan, sweep): plan for plan in todo}
+    bar = progress_bar(bool(cfg.get("progress", True)), total=len(plans), desc=f"sweep {sweep}", unit="model",
+                       initial=len(skipped))
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            plan = pending.pop(done[0])
+            try:
+                record = ray.get(done[0])
+            except ray.exceptions.RayError as error:  # the task's worker died (OOM killer, segfault, ...)
+                record = _base_record(plan, sweep) | {
+                    "status": "failed", "metrics": None, "seconds": None, "finished_at": _now(),
+                    "error": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}"}
+            ray.get(actor.record.remote(record))
+            if on_record is not None:
+                on_record(record)
+            bar.update(1)
+    finally:
+        bar.close()
+    report = ray.get(actor.write_report.remote())
+    records = ray.get(actor.all_records.remote())
+    ray.kill(actor, no_restart=True)  # everything it held is on disk
+    return {"sweep": sweep, "records": records, "report": report, "skipped": skipped}
