@@ -33,6 +33,8 @@ __all__ = ["ActiveLearningConfig", "ActiveLearningState", "ActiveLearningResult"
            "initial_regular_graph", "select_pairs", "compute_metrics", "plan_holdout"]
 
 AskFn = Callable[[np.ndarray], np.ndarray]
+# any function with fit_thurstonian's signature (the runtime passes a Ray Train fit for fit.backend=ray_train)
+FitFn = Callable[..., ThurstonianFit]
 
 
 @dataclass
@@ -216,7 +218,8 @@ def select_pairs(mu: np.ndarray, degree: np.ndarray, asked_keys: np.ndarray, m: 
     return keys_to_pairs(np.sort(np.concatenate([candidates, fill_keys])), n)
 
 
-def _fit_train(state: ActiveLearningState, config: ActiveLearningConfig, with_pseudolabels: bool) -> ThurstonianFit:
+def _fit_train(state: ActiveLearningState, config: ActiveLearningConfig, with_pseudolabels: bool,
+               fit_fn: FitFn = fit_thurstonian) -> ThurstonianFit:
     train = state.graph.select(TRAIN)
     p, w = train.probabilities(config.unparseable_policy, np.random.default_rng([config.seed, 11]))
     a, b = train.a, train.b
@@ -226,9 +229,8 @@ def _fit_train(state: ActiveLearningState, config: ActiveLearningConfig, with_ps
         b = np.concatenate([b, state.pseudo_b.astype(np.int64)])
         p = np.concatenate([p, state.pseudo_label.astype(np.float64)])
         w = np.concatenate([w, pseudo_w])
-    return fit_thurstonian(state.n_outcomes, a, b, p, w, init=state.theta, prior_log_var=config.prior_log_var,
-                           prior_mean=config.prior_mean,
-                           tol=config.fit_tol, max_iter=config.fit_max_iter)
+    return fit_fn(state.n_outcomes, a, b, p, w, init=state.theta, prior_log_var=config.prior_log_var,
+                  prior_mean=config.prior_mean, tol=config.fit_tol, max_iter=config.fit_max_iter)
 
 
 def compute_metrics(fit: ThurstonianFit, graph: PreferenceGraph, config: ActiveLearningConfig) -> dict:
@@ -267,13 +269,15 @@ def compute_metrics(fit: ThurstonianFit, graph: PreferenceGraph, config: ActiveL
 def run_active_learning(n_outcomes: int, ask: AskFn, config: ActiveLearningConfig | None = None, *,
                         state: ActiveLearningState | None = None,
                         on_round: Callable[[ActiveLearningState], None] | None = None,
-                        progress: bool = False) -> ActiveLearningResult:
+                        progress: bool = False, fit_fn: FitFn | None = None) -> ActiveLearningResult:
     """Run (or resume from `state`) holdout + active learning against `ask`, then fit and evaluate.
 
     `ask(pairs)` gets an (m, 2) int64 array of pairs (a < b) and returns an (m, 6) COUNT_COLUMNS array.
-    `on_round(state)` is called after every completed round (checkpoint there).
+    `on_round(state)` is called after every completed round (checkpoint there). `fit_fn` replaces the local
+    `fit_thurstonian` (same signature and result), e.g. with a distributed fit.
     """
     config = config or ActiveLearningConfig()
+    fit_fn = fit_fn or fit_thurstonian
     if n_outcomes < 2:
         raise ValueError(f"active learning needs at least 2 outcomes, got {n_outcomes}")
     if state is None:
@@ -318,23 +322,24 @@ def run_active_learning(n_outcomes: int, ask: AskFn, config: ActiveLearningConfi
                 pairs = select_pairs(fit_mu, degree, asked_keys, min(round_size, remaining), rng, config)
         if pairs.shape[0] == 0:
             if config.use_pseudolabels:
-                _add_pseudolabels(state, config)
+                _add_pseudolabels(state, config, fit_fn)
             state.finished = True
         else:
             state.graph.add(pairs, asked(pairs), TRAIN, r)
-            state.theta = _fit_train(state, config, with_pseudolabels=False).theta
+            state.theta = _fit_train(state, config, with_pseudolabels=False, fit_fn=fit_fn).theta
             state.next_round = r + 1
         if on_round:
             on_round(state)
     bar.close()
-    fit = _fit_train(state, config, with_pseudolabels=config.use_pseudolabels)
+    fit = _fit_train(state, config, with_pseudolabels=config.use_pseudolabels, fit_fn=fit_fn)
     return ActiveLearningResult(fit, state.graph, compute_metrics(fit, state.graph, config), state)
 
 
-def _add_pseudolabels(state: ActiveLearningState, config: ActiveLearningConfig) -> None:
+def _add_pseudolabels(state: ActiveLearningState, config: ActiveLearningConfig,
+                      fit_fn: FitFn = fit_thurstonian) -> None:
     """Confident model predictions on unasked pairs become hard labels for the final refit (stored compactly)."""
     n = state.n_outcomes
-    fit = _fit_train(state, config, with_pseudolabels=False)
+    fit = _fit_train(state, config, with_pseudolabels=False, fit_fn=fit_fn)
     rng = np.random.default_rng([config.seed, 13])
     cand = sample_new_pairs(n, min(config.pseudolabel_candidates, n * (n - 1) // 2 - len(state.graph)), rng,
                             exclude=np.sort(state.graph.keys))

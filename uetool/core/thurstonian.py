@@ -20,7 +20,8 @@ from scipy.special import log_ndtr, ndtr
 
 from .metrics import accuracy, log_loss
 
-__all__ = ["ThurstonianFit", "fit_thurstonian", "predict_proba", "bootstrap_intervals", "thurstonian_objective"]
+__all__ = ["ThurstonianFit", "fit_thurstonian", "predict_proba", "bootstrap_intervals", "bootstrap_chunks",
+           "bootstrap_samples", "percentile_intervals", "thurstonian_objective"]
 
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
@@ -121,34 +122,71 @@ def fit_thurstonian(n_outcomes: int, a: np.ndarray, b: np.ndarray, p: np.ndarray
                           n_edges=int(a.size))
 
 
-def bootstrap_intervals(fit: ThurstonianFit, a: np.ndarray, b: np.ndarray, p: np.ndarray, weight: np.ndarray,
-                        *, n_boot: int = 100, level: float = 0.95, seed: int = 0, prior_log_var: float = 1.0,
-                        prior_mean: float = 0.1, tol: float = 1e-7, max_iter: int = 500,
-                        max_stacked_edges: int = 20_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile intervals for the standardised means by resampling edges (Poisson bootstrap).
+def bootstrap_chunks(n_boot: int, n_edges: int, *, replicates_per_chunk: int | None = None,
+                     max_stacked_edges: int = 20_000_000) -> list[tuple[int, int]]:
+    """(first replicate, number of replicates) of each stacked bootstrap solve.
 
-    All replicates are solved as ONE stacked problem (replicate r owns parameter block r), warm-started from
-    `fit`, so the work is a few vectorised passes instead of `n_boot` Python-level fits.
+    By default as many replicates as fit in `max_stacked_edges` share one solve; `replicates_per_chunk` fixes the
+    chunk size instead (the parallel runtime splits the work this way, and the same chunks solved one after the
+    other give identical results).
+    """
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    if replicates_per_chunk is not None and replicates_per_chunk < 1:
+        raise ValueError(f"replicates_per_chunk must be >= 1, got {replicates_per_chunk}")
+    chunk = replicates_per_chunk or max(1, min(n_boot, max_stacked_edges // max(n_edges, 1)))
+    return [(start, min(chunk, n_boot - start)) for start in range(0, n_boot, chunk)]
+
+
+def bootstrap_samples(fit: ThurstonianFit, a: np.ndarray, b: np.ndarray, p: np.ndarray, weight: np.ndarray, *,
+                      first: int, count: int, seed: int = 0, prior_log_var: float = 1.0, prior_mean: float = 0.1,
+                      tol: float = 1e-7, max_iter: int = 500) -> np.ndarray:
+    """Standardised means of replicates `first .. first + count - 1`, shape (count, n), from ONE stacked solve.
+
+    Replicate r resamples edges with Poisson(1) weights from its own generator `default_rng([seed, r])`, so a
+    replicate's data does not depend on which chunk (or which process) solves it.
     """
     n = fit.mean.size
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     p, w = np.asarray(p, np.float64), np.asarray(weight, np.float64)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, max_stacked_edges // max(a.size, 1)))
-    draws = []
-    for start in range(0, n_boot, chunk):
-        reps = min(chunk, n_boot - start)
-        offsets = (np.arange(reps, dtype=np.int64) * n)[:, None]
-        stacked_w = (w[None, :] * rng.poisson(1.0, size=(reps, a.size))).ravel()
-        keep = stacked_w > 0
-        sa, sb = (a[None, :] + offsets).ravel()[keep], (b[None, :] + offsets).ravel()[keep]
-        sp = np.broadcast_to(p, (reps, a.size)).ravel()[keep]
-        theta0 = np.concatenate([np.tile(fit.theta[:n], reps), np.tile(fit.theta[n:], reps)])
-        result = _minimise(theta0, sa, sb, sp, stacked_w[keep], reps * n, prior_log_var, prior_mean, tol, max_iter)
-        mus = result.x[: reps * n].reshape(reps, n)
-        # standardise each replicate like the point estimate, so intervals are on the reported scale
-        draws.append((mus - mus.mean(1, keepdims=True)) / np.where(mus.std(1, keepdims=True) > 0,
-                                                                   mus.std(1, keepdims=True), 1.0))
-    samples = np.concatenate(draws)
+    if count < 1:
+        return np.empty((0, n))
+    offsets = (np.arange(count, dtype=np.int64) * n)[:, None]
+    resample = np.stack([np.random.default_rng([seed, first + r]).poisson(1.0, size=a.size) for r in range(count)])
+    stacked_w = (w[None, :] * resample).ravel()
+    keep = stacked_w > 0
+    sa, sb = (a[None, :] + offsets).ravel()[keep], (b[None, :] + offsets).ravel()[keep]
+    sp = np.broadcast_to(p, (count, a.size)).ravel()[keep]
+    theta0 = np.concatenate([np.tile(fit.theta[:n], count), np.tile(fit.theta[n:], count)])
+    result = _minimise(theta0, sa, sb, sp, stacked_w[keep], count * n, prior_log_var, prior_mean, tol, max_iter)
+    mus = result.x[: count * n].reshape(count, n)
+    # standardise each replicate like the point estimate, so intervals are on the reported scale
+    scale = mus.std(1, keepdims=True)
+    return (mus - mus.mean(1, keepdims=True)) / np.where(scale > 0, scale, 1.0)
+
+
+def percentile_intervals(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column percentile interval of bootstrap samples (replicates x outcomes)."""
     alpha = (1.0 - level) / 2.0
     return np.quantile(samples, alpha, axis=0), np.quantile(samples, 1.0 - alpha, axis=0)
+
+
+def bootstrap_intervals(fit: ThurstonianFit, a: np.ndarray, b: np.ndarray, p: np.ndarray, weight: np.ndarray,
+                        *, n_boot: int = 100, level: float = 0.95, seed: int = 0, prior_log_var: float = 1.0,
+                        prior_mean: float = 0.1, tol: float = 1e-7, max_iter: int = 500,
+                        max_stacked_edges: int = 20_000_000,
+                        replicates_per_chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile intervals for the standardised means by resampling edges (Poisson bootstrap).
+
+    Replicates are solved as stacked problems (replicate r owns parameter block r), warm-started from `fit`, so
+    the work is a few vectorised passes instead of `n_boot` Python-level fits. Chunks of replicates share a solve
+    and hence its stopping rule, so results depend on the chunking (`bootstrap_chunks`) as well as on `seed`.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    chunks = bootstrap_chunks(n_boot, np.asarray(a).size, replicates_per_chunk=replicates_per_chunk,
+                              max_stacked_edges=max_stacked_edges)
+    draws = [bootstrap_samples(fit, a, b, p, weight, first=first, count=count, seed=seed,
+                               prior_log_var=prior_log_var, prior_mean=prior_mean, tol=tol, max_iter=max_iter)
+             for first, count in chunks]
+    return percentile_intervals(np.concatenate(draws), level)

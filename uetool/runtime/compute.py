@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from ..engines import ENGINE_NAMES
 from ..engines.base import GenerationSettings
 from .elicit import Elicitor
 from .store import ResponseStore
+from .train_fit import fit_function_for, validate_fit_backend
 
-__all__ = ["compute_utilities", "validate_config", "ValidatedRun", "engine_kwargs_for"]
+__all__ = ["compute_utilities", "validate_config", "ValidatedRun", "engine_kwargs_for", "ensure_ray"]
 
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
@@ -55,9 +57,14 @@ def validate_config(cfg: dict) -> ValidatedRun:
     if elicit["parser"] not in ("uetool", "paper"):
         raise ValueError(f"`elicitation.parser` must be 'uetool' or 'paper', got {elicit['parser']!r}")
     known = {f.name for f in fields(ActiveLearningConfig)}
-    unknown = set(fit) - known - {"bootstrap"}
+    extra = {"bootstrap", "bootstrap_tasks", "backend", "ray_train"}  # fit keys that are not active-learning settings
+    unknown = set(fit) - known - extra
     if unknown:
-        raise ValueError(f"unknown `fit` keys {sorted(unknown)}; known: {sorted(known | {'bootstrap'})}")
+        raise ValueError(f"unknown `fit` keys {sorted(unknown)}; known: {sorted(known | extra)}")
+    validate_fit_backend(fit)
+    tasks = fit.get("bootstrap_tasks")
+    if tasks is not None and int(tasks) < 1:
+        raise ValueError(f"`fit.bootstrap_tasks` must be >= 1, got {fit.get('bootstrap_tasks')!r}")
     active = ActiveLearningConfig(**{k: v for k, v in fit.items() if k in known},
                                   unparseable_policy=elicit["unparseable_policy"], seed=int(cfg["seed"]))
     if engine == "openai" and model.get("api_key_env") and not os.environ.get(model["api_key_env"]):
@@ -91,8 +98,10 @@ def engine_kwargs_for(run: ValidatedRun) -> dict:
                   "max_concurrency": engine_cfg.get("max_concurrency", 16),
                   "accepts_system_message": model.get("accepts_system_message", True)}
     else:
-        kwargs = {"agent": engine_cfg.get("agent", "thurstonian"), "n_outcomes": len(run.outcomes),
-                  "seed": run.config["seed"], "scale": engine_cfg.get("scale", 1.0)}
+        # a simulated model entry (conf/model/sim-*.yaml) carries its own agent and scale
+        agent = {"agent": engine_cfg.get("agent", "thurstonian"), "scale": engine_cfg.get("scale", 1.0),
+                 **(model.get("simulated") or {})}
+        kwargs = {**agent, "n_outcomes": len(run.outcomes), "seed": run.config["seed"]}
     kwargs.update(engine_cfg.get("kwargs") or {})
     return kwargs
 
@@ -147,8 +156,13 @@ def _write_checkpoint(fs, path: str, fingerprint: str, state: ActiveLearningStat
     _write_bytes(fs, path, buf.getvalue())
 
 
-def compute_utilities(cfg: dict, *, pool=None, on_round=None) -> dict:
-    """Run the job for one model; returns {'out_dir', 'metrics', 'stats'}. Starts Ray if needed."""
+def compute_utilities(cfg: dict, *, pool=None, on_round=None, pool_name: str | None = None,
+                      pool_namespace: str | None = None) -> dict:
+    """Run the job for one model; returns {'out_dir', 'metrics', 'summary', 'stats', 'timings', 'replacements'}.
+
+    Starts Ray if needed. `pool_name` names the engine replicas (`<pool_name>/<slot>.<generation>`).
+    """
+    started = time.perf_counter()
     run = validate_config(cfg)
     model = cfg["model"]
     fs, out_dir = resolve_filesystem(run.out_dir)
@@ -156,7 +170,7 @@ def compute_utilities(cfg: dict, *, pool=None, on_round=None) -> dict:
     engine_kwargs = engine_kwargs_for(run)
     own_pool = pool is None
     if own_pool:
-        pool = _make_pool(run, engine_kwargs, cfg)
+        pool = _make_pool(run, engine_kwargs, cfg, name=pool_name, namespace=pool_namespace)
     store = ResponseStore(cfg["results_root"], model["key"])
     # Only settings that change answers go into response keys (not batch sizes or replica counts).
     key_settings = {k: v for k, v in engine_kwargs.items() if k not in ("batch_size", "max_concurrency", "n_outcomes")}
@@ -174,12 +188,16 @@ def compute_utilities(cfg: dict, *, pool=None, on_round=None) -> dict:
         if on_round is not None:
             on_round(s)
 
+    learning_started = time.perf_counter()
     try:
         result = run_active_learning(len(run.outcomes), elicitor, run.active, state=state, on_round=checkpoint,
-                                     progress=bool(cfg.get("progress", True)))
+                                     progress=bool(cfg.get("progress", True)), fit_fn=fit_function_for(cfg["fit"]))
     finally:
+        replacements = getattr(pool, "replacements", 0)
         if own_pool:
             pool.shutdown()
+    learning_seconds = time.perf_counter() - learning_started
+    bootstrap_started = time.perf_counter()
     ci_low = ci_high = None
     n_boot = int(cfg["fit"].get("bootstrap", 0) or 0)
     if n_boot > 0:
@@ -187,8 +205,16 @@ def compute_utilities(cfg: dict, *, pool=None, on_round=None) -> dict:
 
         train = result.graph.select(TRAIN)
         p, w = train.probabilities(run.active.unparseable_policy, np.random.default_rng([run.active.seed, 11]))
-        ci_low, ci_high = bootstrap_intervals(result.fit, train.a, train.b, p, w, n_boot=n_boot,
-                                              seed=run.active.seed)
+        n_tasks = int(cfg["fit"].get("bootstrap_tasks") or 1)
+        if n_tasks > 1:
+            from .bootstrap import bootstrap_intervals_ray
+
+            ci_low, ci_high = bootstrap_intervals_ray(result.fit, train.a, train.b, p, w, n_boot=n_boot,
+                                                      seed=run.active.seed, num_tasks=n_tasks)
+        else:
+            ci_low, ci_high = bootstrap_intervals(result.fit, train.a, train.b, p, w, n_boot=n_boot,
+                                                  seed=run.active.seed)
+    bootstrap_seconds = time.perf_counter() - bootstrap_started
     utilities = utilities_frame(run.outcomes, result.fit, ci_low, ci_high)
     metrics = dict(result.metrics)
     metrics.update(model=model["key"], outcomes=cfg["outcomes"]["name"], engine=run.engine,
@@ -201,19 +227,35 @@ def compute_utilities(cfg: dict, *, pool=None, on_round=None) -> dict:
 
     write_utility_plot(fs, out_dir, utilities, title=f"{model['key']} on {cfg['outcomes']['name']}")
     summary = write_summary(fs, out_dir, utilities, metrics)
-    return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": elicitor.stats}
+    stats = elicitor.stats
+    total = time.perf_counter() - started
+    # fit = active-learning time not spent eliciting (fits, pair selection) + the bootstrap; the rest of the
+    # wall time (config, store, writing results, engine start-up) is overhead
+    fit = max(0.0, learning_seconds - stats.elicit_seconds) + bootstrap_seconds
+    timings = {"engine": stats.engine_seconds, "fit": fit, "total": total,
+               "overhead": max(0.0, total - stats.engine_seconds - fit)}
+    return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": stats, "timings": timings,
+            "replacements": replacements}
 
 
-def _make_pool(run: ValidatedRun, engine_kwargs: dict, cfg: dict):
+def ensure_ray(cfg: dict) -> None:
+    """Attach to `ray.address` (RAY_ADDRESS) when set, else start a local cluster; no-op inside Ray."""
     import ray
-
-    from .pool import EnginePool
 
     if not ray.is_initialized():
         address = (cfg.get("ray") or {}).get("address")
         num_cpus = (cfg.get("ray") or {}).get("num_cpus")
         ray.init(address=address or None, num_cpus=None if address else num_cpus, log_to_driver=False,
                  include_dashboard=False if not address else None)
+
+
+def _make_pool(run: ValidatedRun, engine_kwargs: dict, cfg: dict, *, name: str | None = None,
+               namespace: str | None = None):
+    import ray
+
+    from .pool import EnginePool
+
+    ensure_ray(cfg)
     model, engine_cfg = cfg["model"], cfg["engine"]
     tp = int(model.get("tensor_parallel_size") or 1) if run.engine == "vllm" else 0
     num_gpus = engine_cfg.get("num_gpus")
@@ -230,7 +272,7 @@ def _make_pool(run: ValidatedRun, engine_kwargs: dict, cfg: dict):
     return EnginePool(run.engine, engine_kwargs, replicas=int(engine_cfg.get("replicas") or model.get("replicas") or 1),
                       num_cpus=num_cpus, num_gpus=float(num_gpus),
                       tensor_parallel_size=max(tp, 1), shard_size=int(engine_cfg.get("shard_size", 32)),
-                      progress=bool(cfg.get("progress", True)))
+                      progress=bool(cfg.get("progress", True)), name=name, namespace=namespace)
 
 
 def _ray_has_gpus() -> bool:
