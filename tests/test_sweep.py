@@ -60,7 +60,7 @@ def test_sweep_config_errors_name_what_is_valid():
 def _sweep_cfg(tmp_path, name: str) -> dict:
     models = ",".join(SIMS) + ",{key: broken-weights, base: tiny-random, path: /nonexistent/weights}"
     return compose(["sweep=custom", f"sweep.name={name}", f"sweep.models=[{models}]", f"results_root={tmp_path}",
-                    "sweep.engine_overrides={simulated: {num_cpus: 0.5, shard_size: 200}}", "sweep.report_n_boot=200",
+                    "+sweep.engine_overrides.simulated={num_cpus: 0.5, shard_size: 200}", "sweep.report_n_boot=200",
                     "fit.bootstrap=20", "progress=false"])
 
 

@@ -96,7 +96,7 @@ class RequestBatch:
     system_message: str | None = None
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.order)  # keys and prompts may be left out of a shipped shard (see EnginePool.run)
 
     def __getitem__(self, index: slice) -> RequestBatch:
         if not isinstance(index, slice):
@@ -106,7 +106,8 @@ class RequestBatch:
 
     def take(self, indices: Sequence[int]) -> RequestBatch:
         idx = np.asarray(indices, np.int64)
-        return RequestBatch([self.keys[i] for i in idx.tolist()], [self.prompts[i] for i in idx.tolist()],
+        prompts = [self.prompts[i] for i in idx.tolist()] if self.prompts else []  # [] = not rendered yet
+        return RequestBatch([self.keys[i] for i in idx.tolist()], prompts,
                             self.a[idx], self.b[idx], self.order[idx], self.labels, self.system_message)
 
     def to_requests(self) -> list[ElicitationRequest]:

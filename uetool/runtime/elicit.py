@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ..core.edges import counts_from_choices
 from ..core.outcomes import OutcomeSet
@@ -42,23 +43,31 @@ class Elicitor:
         self.system_message, self.parser_style = system_message, parser_style
         self.stats = ElicitationStats()
         self._parsed: dict = {}
+        self._digests = key_prefix.digests(list(outcomes.descriptions))
         self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,
                                 template_digest=template.digest, system_message=system_message, k=settings.k,
                                 seed=settings.seed, mode=settings.mode)
 
-    def requests_for(self, pairs: np.ndarray) -> RequestBatch:
-        """Both orders of every pair, as columns: rows 2i (original) and 2i+1 (flipped) belong to pair i."""
+    def requests_for(self, pairs: np.ndarray, render: bool = True) -> RequestBatch:
+        """Both orders of every pair, as columns: rows 2i (original) and 2i+1 (flipped) belong to pair i.
+
+        With `render=False` the prompts are left empty (keys do not need them: see `key_prefix`).
+        """
         pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-        d, render, key = self.outcomes.descriptions, self.template.render, self._keys.key
-        prompts, keys = [], []
-        for a, b in pairs.tolist():
-            for order, first, second in ((ORIGINAL, a, b), (FLIPPED, b, a)):
-                prompt = render(d[first], d[second])
-                prompts.append(prompt)
-                keys.append(key(prompt, order))
+        a, b = np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2)
         order = np.tile(np.array([ORIGINAL, FLIPPED], np.int8), len(pairs))
-        return RequestBatch(keys, prompts, np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2), order,
-                            tuple(self.template.labels), self.system_message)
+        first, second = np.where(order == ORIGINAL, a, b), np.where(order == ORIGINAL, b, a)
+        keys = self._keys.keys(self._digests, first, second, order)
+        batch = RequestBatch(keys, [], a, b, order, tuple(self.template.labels), self.system_message)
+        return self._render(batch) if render else batch
+
+    def _render(self, batch: RequestBatch) -> RequestBatch:
+        d, render = self.outcomes.descriptions, self.template.render
+        flipped = batch.order == FLIPPED
+        first = np.where(flipped, batch.b, batch.a).tolist()
+        second = np.where(flipped, batch.a, batch.b).tolist()
+        batch.prompts = [render(d[x], d[y]) for x, y in zip(first, second, strict=True)]
+        return batch
 
     def __call__(self, pairs: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
@@ -68,14 +77,17 @@ class Elicitor:
             self.stats.elicit_seconds += time.perf_counter() - started
 
     def _counts(self, pairs: np.ndarray) -> np.ndarray:
-        batch = self.requests_for(pairs)
+        batch = self.requests_for(pairs, render=False)  # only prompts the engine is asked for get rendered
         missing = self.store.missing(batch.keys)
         self.stats.requests += len(batch)
         self.stats.reused += len(batch) - len(missing)
         if missing:
             # every shard is written durably as soon as it arrives, before anything uses it
             asked_at = time.perf_counter()
-            self.pool.run(batch.take(missing), self.settings, on_shard=self.store.append)
+            asked = batch.take(missing)
+            if getattr(self.pool, "reads_text", True):
+                self._render(asked)
+            self.pool.run(asked, self.settings, on_shard=self.store.append)
             self.stats.engine_seconds += time.perf_counter() - asked_at
             self.stats.asked += len(missing)
         results = self.store.get(batch.keys)
@@ -88,15 +100,17 @@ class Elicitor:
 
     def _parse(self, texts: list[str | None]) -> np.ndarray:
         """Choice codes; each distinct reply is parsed once (replies repeat a lot: "A", "B", a few phrasings)."""
+        ids, uniques = pd.factorize(np.array(texts, dtype=object), use_na_sentinel=True)  # None -> -1
         memo = self._parsed
-        out = np.empty(len(texts), np.int8)
-        for i, text in enumerate(texts):
-            code = memo.get(text)
-            if code is None:
-                code = memo[text] = parse_reply(text, reasoning=self.template.reasoning, labels=self.template.labels,
-                                                style=self.parser_style)
-            out[i] = code
-        return out
+        for text in uniques.tolist():
+            if text not in memo:
+                memo[text] = parse_reply(text, reasoning=self.template.reasoning, labels=self.template.labels,
+                                         style=self.parser_style)
+        if None not in memo:
+            memo[None] = parse_reply(None, reasoning=self.template.reasoning, labels=self.template.labels,
+                                     style=self.parser_style)
+        table = np.array([memo[t] for t in uniques.tolist()] + [memo[None]], np.int8)
+        return table[ids]  # id -1 (a missing reply) takes the last entry
 
     def _logprob_counts(self, results: ResultBatch) -> np.ndarray:
         """Expected counts K * P(label) renormalised over the two labels; other mass is reported, not counted."""

@@ -17,7 +17,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..core.progress import progress_bar
-from ..engines import create_engine
+from ..engines import create_engine, engine_reads_text
 from ..engines.base import ElicitationRequest, ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
 
 __all__ = ["EngineActor", "EnginePool", "replica_bundles"]
@@ -64,6 +64,7 @@ class EnginePool:
         # named replicas ("<name>/<slot>.<generation>") show up by model in `ray list actors` and can be found
         # (and, in failure tests, killed) from outside the process that owns the pool
         self.name, self.namespace = name, namespace
+        self.reads_text = engine_reads_text(engine)
         self._groups: list = []
         self._generation = [0] * replicas
         self.actors = [self._new_actor(slot) for slot in range(replicas)]
@@ -95,6 +96,12 @@ class EnginePool:
         A list of requests gives a list of results; a RequestBatch gives one ResultBatch.
         """
         shards = [requests[i:i + self.shard_size] for i in range(0, len(requests), self.shard_size)]
+        columns = isinstance(requests, RequestBatch)
+        lean = columns and not self.reads_text
+        if lean:  # keys and prompts stay here; the engine gets only what it reads
+            shipped = [RequestBatch([], [], s.a, s.b, s.order, s.labels, s.system_message) for s in shards]
+        else:
+            shipped = shards
         results: list[list[ElicitationResult] | None] = [None] * len(shards)
         queue, attempts = deque(range(len(shards))), [0] * len(shards)
         pending: dict = {}
@@ -106,7 +113,7 @@ class EnginePool:
                     slot = load.index(min(load))
                     shard = queue.popleft()
                     actor = self.actors[slot]
-                    pending[actor.generate.remote(shards[shard], settings)] = (shard, slot, actor)
+                    pending[actor.generate.remote(shipped[shard], settings)] = (shard, slot, actor)
                     load[slot] += 1
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 shard, slot, actor = pending.pop(ready[0])
@@ -125,13 +132,15 @@ class EnginePool:
                     continue
                 except RayTaskError as err:
                     raise err.as_instanceof_cause() from None
+                if lean:
+                    answer.keys = list(shards[shard].keys)
                 if on_shard is not None:
                     on_shard(answer)
                 results[shard] = answer
                 bar.update(len(answer))
         finally:
             bar.close()
-        if isinstance(requests, RequestBatch):
+        if columns:
             return ResultBatch.concat(results)  # type: ignore[arg-type]
         return [r for shard in results for r in shard]  # type: ignore[union-attr]
 
