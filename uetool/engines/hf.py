@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings
-from .prompting import label_token_ids, render_prompt
+from .prompting import label_token_ids, render_prompt, request_seed
 
 __all__ = ["HFEngine"]
 
@@ -59,13 +57,6 @@ class HFEngine:
                 out.extend(self._sample(batch, settings))
         return out
 
-    @staticmethod
-    def _request_seed(request: ElicitationRequest, seed: int) -> int:
-        # seeded by the request's own key: however requests are sharded, batched or re-sent after a failure,
-        # the same request draws the same samples
-        digest = hashlib.sha256(f"{seed}:{request.key}".encode()).digest()
-        return int.from_bytes(digest[:8], "little")
-
     def _sample(self, batch: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
         """K samples per request, the K drawn as one batch of K sequences with a per-request seed."""
         torch = self._torch
@@ -73,7 +64,7 @@ class HFEngine:
         results = []
         for request in batch:
             enc = self._encode(self._texts([request]))
-            torch.manual_seed(self._request_seed(request, settings.seed))
+            torch.manual_seed(request_seed(request, settings.seed))
             with torch.inference_mode():
                 generated = self.model.generate(
                     **enc, max_new_tokens=settings.max_tokens, do_sample=do_sample,

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 from .base import ElicitationRequest
 
-__all__ = ["render_prompt", "label_token_ids", "chat_messages"]
+__all__ = ["render_prompt", "label_token_ids", "chat_messages", "request_seed"]
+
+
+def request_seed(request: ElicitationRequest, seed: int) -> int:
+    """A 64-bit sampling seed derived from the job seed and the request's own key.
+
+    Keyed by the request, not by its position: however requests are sharded, batched or re-sent after a failure,
+    the same request draws the same samples, in every engine that samples locally (hf, vllm).
+    """
+    digest = hashlib.sha256(f"{seed}:{request.key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 def chat_messages(request: ElicitationRequest, accepts_system_message: bool) -> list[dict]:
