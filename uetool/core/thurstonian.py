@@ -94,16 +94,11 @@ def _standardise(theta: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return (mu - mu.mean()) / scale, var / scale**2
 
 
-def fit_thurstonian(n_outcomes: int, a: np.ndarray, b: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None,
-                    *, init: np.ndarray | None = None, prior_log_var: float = 1.0, prior_mean: float = 0.1,
-                    tol: float = 1e-9, max_iter: int = 2000) -> ThurstonianFit:
-    """Fit utilities to edges (a[i], b[i]) with observed P(a preferred) p[i] and weight[i] valid samples.
-
-    `init` is the `theta` of an earlier fit (warm start); otherwise mu = 0, log sigma2 = 0. Priors are in units of
-    samples: `prior_log_var` = 1 acts like one extra observation per outcome pulling log sigma2 towards 0.
-    """
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
+def check_edges(n_outcomes: int, a, b, p, weight=None, init=None) -> tuple[np.ndarray, ...]:
+    """The edge arrays as int64/float64 arrays plus theta0, validated (shared by every fit backend)."""
+    if int(n_outcomes) < 1:
+        raise ValueError(f"n_outcomes must be >= 1, got {n_outcomes}")
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
     w = np.ones_like(p) if weight is None else np.asarray(weight, dtype=np.float64)
     if not (a.shape == b.shape == p.shape == w.shape):
@@ -113,6 +108,18 @@ def fit_thurstonian(n_outcomes: int, a: np.ndarray, b: np.ndarray, p: np.ndarray
     theta0 = np.zeros(2 * n_outcomes) if init is None else np.asarray(init, dtype=np.float64).copy()
     if theta0.shape != (2 * n_outcomes,):
         raise ValueError(f"init must have shape ({2 * n_outcomes},), got {theta0.shape}")
+    return a, b, p, w, theta0
+
+
+def fit_thurstonian(n_outcomes: int, a: np.ndarray, b: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None,
+                    *, init: np.ndarray | None = None, prior_log_var: float = 1.0, prior_mean: float = 0.1,
+                    tol: float = 1e-9, max_iter: int = 2000) -> ThurstonianFit:
+    """Fit utilities to edges (a[i], b[i]) with observed P(a preferred) p[i] and weight[i] valid samples.
+
+    `init` is the `theta` of an earlier fit (warm start); otherwise mu = 0, log sigma2 = 0. Priors are in units of
+    samples: `prior_log_var` = 1 acts like one extra observation per outcome pulling log sigma2 towards 0.
+    """
+    a, b, p, w, theta0 = check_edges(n_outcomes, a, b, p, weight, init)
     result = _minimise(theta0, a, b, p, w, n_outcomes, prior_log_var, prior_mean, tol, max_iter)
     mean, variance = _standardise(result.x, n_outcomes)
     pred = predict_proba(mean, variance, a, b) if a.size else np.empty(0)

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..core.metrics import accuracy, log_loss
-from ..core.thurstonian import ThurstonianFit, predict_proba
+from ..core.thurstonian import ThurstonianFit, check_edges, predict_proba
 
 __all__ = ["EdgeShard", "ThurstonianParameters", "edge_nll", "prior_penalty", "objective", "shard_slices",
            "check_edges", "minimise_lbfgs", "fit_from_theta", "fit_thurstonian_torch", "resolve_device"]
@@ -102,23 +102,6 @@ def shard_slices(n_edges: int, world_size: int) -> list[slice]:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
     bounds = np.linspace(0, n_edges, world_size + 1).round().astype(np.int64)
     return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def check_edges(n_outcomes: int, a, b, p, weight=None, init=None) -> tuple[np.ndarray, ...]:
-    """The edge arrays as int64/float64 numpy arrays and theta0, with the core fit's validation and messages."""
-    if int(n_outcomes) < 1:
-        raise ValueError(f"n_outcomes must be >= 1, got {n_outcomes}")
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    p = np.asarray(p, dtype=np.float64)
-    w = np.ones_like(p) if weight is None else np.asarray(weight, dtype=np.float64)
-    if not (a.shape == b.shape == p.shape == w.shape):
-        raise ValueError("a, b, p and weight must have the same length")
-    if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_outcomes):
-        raise ValueError(f"edge endpoints must lie in [0, {n_outcomes}), got outcome ids outside that range")
-    theta0 = np.zeros(2 * n_outcomes) if init is None else np.asarray(init, dtype=np.float64).copy()
-    if theta0.shape != (2 * n_outcomes,):
-        raise ValueError(f"init must have shape ({2 * n_outcomes},), got {theta0.shape}")
-    return a, b, p, w, theta0
 
 
 def minimise_lbfgs(model: torch.nn.Module, shard: EdgeShard, *, tol: float = 1e-9, max_iter: int = 2000,
