@@ -169,8 +169,12 @@ def compute_utilities(cfg: dict, *, pool=None, on_round=None, pool_name: str | N
     fs.create_dir(out_dir, recursive=True)
     engine_kwargs = engine_kwargs_for(run)
     own_pool = pool is None
+    start_seconds = 0.0
     if own_pool:
         pool = _make_pool(run, engine_kwargs, cfg, name=pool_name, namespace=pool_namespace)
+        waited_from = time.perf_counter()
+        pool.pids()  # replicas placed (in a sweep: queued until Ray has room) and their engines loaded
+        start_seconds = time.perf_counter() - waited_from
     store = ResponseStore(cfg["results_root"], model["key"])
     # Only settings that change answers go into response keys (not batch sizes or replica counts).
     key_settings = {k: v for k, v in engine_kwargs.items() if k not in ("batch_size", "max_concurrency", "n_outcomes")}
@@ -232,8 +236,9 @@ def compute_utilities(cfg: dict, *, pool=None, on_round=None, pool_name: str | N
     # fit = active-learning time not spent eliciting (fits, pair selection) + the bootstrap; the rest of the
     # wall time (config, store, writing results, engine start-up) is overhead
     fit = max(0.0, learning_seconds - stats.elicit_seconds) + bootstrap_seconds
-    timings = {"engine": stats.engine_seconds, "fit": fit, "total": total,
-               "overhead": max(0.0, total - stats.engine_seconds - fit)}
+    # engine_start: queueing for resources + loading the engine; engine: answering requests
+    timings = {"engine_start": start_seconds, "engine": stats.engine_seconds, "fit": fit, "total": total,
+               "overhead": max(0.0, total - start_seconds - stats.engine_seconds - fit)}
     return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": stats, "timings": timings,
             "replacements": replacements}
 

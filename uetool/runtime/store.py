@@ -88,17 +88,18 @@ class ResponseStore:
                     self._remember(_batch_from_table(pq.read_table(f)))
         return self._index
 
-    def _remember(self, batch: ResultBatch) -> ResultBatch:
-        """Add rows whose keys are new to the cache; returns those rows."""
+    def _remember(self, batch: ResultBatch, checked: bool = False) -> ResultBatch:
+        """Add rows whose keys are new to the cache (`checked`: the caller knows they are); returns those rows."""
         index = self._index
         assert index is not None
-        fresh, seen = [], set()
-        for i, key in enumerate(batch.keys):
-            if key not in index and key not in seen:
-                seen.add(key)
-                fresh.append(i)
-        if len(fresh) < len(batch):
-            batch = _take(batch, fresh)
+        if not checked:
+            fresh, seen = [], set()
+            for i, key in enumerate(batch.keys):
+                if key not in index and key not in seen:
+                    seen.add(key)
+                    fresh.append(i)
+            if len(fresh) < len(batch):
+                batch = _take(batch, fresh)
         offset = len(index)
         for i, key in enumerate(batch.keys):
             index[key] = offset + i
@@ -148,13 +149,17 @@ class ResponseStore:
         self._load()
         index = self._index
         assert index is not None
-        fresh = [i for i, key in enumerate(batch.keys) if key not in index]
+        fresh, seen = [], set()
+        for i, key in enumerate(batch.keys):  # not stored yet; a key repeated within the batch counts once
+            if key not in index and key not in seen:
+                seen.add(key)
+                fresh.append(i)
         if not fresh:
             return 0
         rows = batch if len(fresh) == len(batch) else _take(batch, fresh)
         table = pa.table({
             "key": rows.keys, "a": np.asarray(rows.a, np.int64), "b": np.asarray(rows.b, np.int64),
-            "order": np.asarray(rows.order, np.int8), "texts": rows.texts,
+            "order": np.asarray(rows.order, np.int8), "texts": _text_lists(rows.texts),
             "p_first": _nullable(rows.p_first), "p_second": _nullable(rows.p_second),
             "other_mass": _nullable(rows.other_mass), "error": rows.errors,
             "written_at": np.full(len(rows), time.time()),
@@ -166,7 +171,16 @@ class ResponseStore:
         with self.fs.open_output_stream(tmp) as out:
             out.write(sink.getvalue().to_pybytes())
         self.fs.move(tmp, name)
-        return len(self._remember(rows))
+        return len(self._remember(rows, checked=True))
+
+
+def _text_lists(texts: list[list[str | None]]) -> pa.Array:
+    """list<string> column built from one flat string array and offsets (much cheaper than nested conversion)."""
+    lengths = np.fromiter(map(len, texts), np.int32, len(texts))
+    offsets = np.zeros(len(texts) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = pa.array([t for row in texts for t in row], pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def _nullable(values: np.ndarray) -> pa.Array:
