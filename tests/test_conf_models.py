@@ -72,8 +72,12 @@ def _is_api(cfg: dict) -> bool:
     return cfg["kind"] == "api"
 
 
+def _is_simulated(cfg: dict) -> bool:
+    return cfg["engine"] == "simulated"
+
+
 def _open_weight() -> dict[str, dict]:
-    return {k: c for k, c in MODELS.items() if not _is_api(c) and not _is_builtin(c)}
+    return {k: c for k, c in MODELS.items() if not _is_api(c) and not _is_builtin(c) and not _is_simulated(c)}
 
 
 def _api() -> dict[str, dict]:
@@ -89,7 +93,7 @@ def test_model_dir_is_populated():
     assert len(MODELS) >= 64
 
 
-@pytest.mark.parametrize("stem", sorted(MODELS))
+@pytest.mark.parametrize("stem", sorted(k for k, c in MODELS.items() if not _is_simulated(c)))
 def test_schema(stem):
     cfg = MODELS[stem]
     assert set(cfg) == set(SCHEMA), f"{stem}: keys differ: {set(cfg) ^ set(SCHEMA)}"
@@ -114,7 +118,20 @@ def test_counts():
     assert len(_api()) == 5
     builtins = {k for k, c in MODELS.items() if _is_builtin(c)}
     assert builtins == {"smollm2-135m-instruct", "tiny-random"}
-    assert len(MODELS) == 57 + 5 + 2
+    simulated = {k for k, c in MODELS.items() if _is_simulated(c)}
+    assert simulated == {"sim-scale-0.25", "sim-scale-0.5", "sim-scale-1", "sim-scale-2"}
+    assert len(MODELS) == 57 + 5 + 2 + 4
+
+
+def test_simulated_entries_scale_one_vector_with_ascending_stand_in_capability():
+    sims = sorted((c for c in MODELS.values() if _is_simulated(c)), key=lambda c: c["simulated"]["scale"])
+    for cfg in sims:
+        assert set(cfg) == set(SCHEMA) | {"simulated", "capability_note"}, cfg["key"]
+        assert cfg["simulated"]["agent"] == "thurstonian" and cfg["path"] is None
+        assert cfg["key"] == f"sim-scale-{cfg['simulated']['scale']:g}"
+        assert "stand-in" in cfg["capability_note"]
+    capability = [c["mmlu"] for c in sims]
+    assert capability == sorted(capability) and len(set(capability)) == len(capability)
 
 
 def test_builtin_entries():
@@ -187,7 +204,7 @@ def test_agrees_with_reference_csv():
     rows = _reference_rows()
     by_key = {r["key"]: r for r in rows}
     assert len(by_key) == len(rows)
-    paper_models = {k for k, c in MODELS.items() if not _is_builtin(c)}
+    paper_models = {k for k, c in MODELS.items() if not _is_builtin(c) and not _is_simulated(c)}
     assert paper_models == set(by_key), paper_models ^ set(by_key)
     kind_map = {"open-chat": "chat", "open-base": "base"}
     for key, row in by_key.items():
