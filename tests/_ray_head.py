@@ -51,8 +51,13 @@ def ray_head(num_cpus: int, port: int, dashboard_port: int) -> Iterator[dict]:
     env.pop("RAY_ADDRESS", None)
     ray_bin = str(Path(sys.executable).with_name("ray"))
     # a short temp dir: Ray's unix socket paths must stay under ~107 characters
+    # every port of its own: the session's local cluster (tests/conftest.py) already holds Ray's default agent
+    # ports, and a head whose job agent cannot bind answers "No available agent" forever
+    ports = [f"--dashboard-agent-listen-port={port + 100}", f"--dashboard-agent-grpc-port={port + 101}",
+             f"--runtime-env-agent-port={port + 102}", f"--metrics-export-port={port + 103}",
+             f"--ray-client-server-port={port + 104}"]
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={port}",
-                             f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
+                             f"--dashboard-port={dashboard_port}", "--include-dashboard=true", *ports,
                              "--disable-usage-stats", f"--temp-dir={tempfile.mkdtemp(prefix='ujs', dir='/tmp')}"],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
