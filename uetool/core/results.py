@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,12 @@ def resolve_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
 
 
 def _write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write then rename, so a crash never leaves a half-written file under the final name."""
-    tmp = f"{path}.tmp"
+    """Write then rename, so a crash never leaves a half-written file under the final name.
+
+    The temporary name is unique: two writers of the same file (a sweep's results actor and a user running
+    jobs.report) never interleave bytes in one temporary file.
+    """
+    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
     with fs.open_output_stream(tmp) as out:
         out.write(data)
     fs.move(tmp, path)

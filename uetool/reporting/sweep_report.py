@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..core.results import resolve_filesystem
+from ..core.results import _write_bytes, resolve_filesystem
 from ..core.trends import HEADLINE_METRICS, load_sweep, metrics_table, sweep_dir, trend_statistics, utility_convergence
 from . import plots
 from .page import SweepPage, fmt_number, render_page
@@ -37,15 +36,6 @@ _NO_TREND = {"n_outcomes", "n_edges", "n_holdout_edges", "n_triads", "seed", "ca
              "asked_requests", "reused_requests", "failed_requests", "fit_converged"}
 _RATES = ["refusal_rate", "unparseable_rate", "position_bias", "position_bias_original", "position_bias_flipped"]
 _N_SHOWN = 10
-
-
-def _atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    # A unique temporary name: two writers of the same report (the sweep's results actor and a user running
-    # jobs.report) must not interleave bytes in one temporary file.
-    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, path)
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -188,12 +178,12 @@ def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int =
     out_dir = sweep_dir(str(results_root), sweep_name)
     html = files.pop("report.html")
     for name, data in files.items():
-        _atomic_write(fs, f"{out_dir}/{name}", data)
+        _write_bytes(fs, f"{out_dir}/{name}", data)
     # a plot of an earlier report whose metric is no longer drawn would otherwise sit beside the new page
     for info in fs.get_file_info(pafs.FileSelector(out_dir)):
         if info.base_name.endswith(".png") and info.base_name not in files:
             fs.delete_file(info.path)
-    _atomic_write(fs, f"{out_dir}/report.html", html)
+    _write_bytes(fs, f"{out_dir}/report.html", html)
     if isinstance(fs, pafs.LocalFileSystem):
         return Path(out_dir) / "report.html"
     return f"{str(results_root).rstrip('/')}/sweeps/{sweep_name}/report.html"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,8 @@ class Elicitor:
         self.system_message, self.parser_style = system_message, parser_style
         self.stats = ElicitationStats()
         self._parsed: dict = {}
+        self._parse_reply = partial(parse_reply, reasoning=template.reasoning, labels=template.labels,
+                                    style=parser_style)
         self._digests = key_prefix.digests(list(outcomes.descriptions))
         self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,
                                 template_digest=template.digest, system_message=system_message, k=settings.k,
@@ -56,17 +59,14 @@ class Elicitor:
         pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
         a, b = np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2)
         order = np.tile(np.array([ORIGINAL, FLIPPED], np.int8), len(pairs))
-        first, second = np.where(order == ORIGINAL, a, b), np.where(order == ORIGINAL, b, a)
-        keys = self._keys.keys(self._digests, first, second, order)
+        keys = self._keys.keys(self._digests, *_shown(a, b, order), order)
         batch = RequestBatch(keys, [], a, b, order, tuple(self.template.labels), self.system_message)
         return self._render(batch) if render else batch
 
     def _render(self, batch: RequestBatch) -> RequestBatch:
         d, render = self.outcomes.descriptions, self.template.render
-        flipped = batch.order == FLIPPED
-        first = np.where(flipped, batch.b, batch.a).tolist()
-        second = np.where(flipped, batch.a, batch.b).tolist()
-        batch.prompts = [render(d[x], d[y]) for x, y in zip(first, second, strict=True)]
+        first, second = _shown(batch.a, batch.b, batch.order)
+        batch.prompts = [render(d[x], d[y]) for x, y in zip(first.tolist(), second.tolist(), strict=True)]
         return batch
 
     def __call__(self, pairs: np.ndarray) -> np.ndarray:
@@ -102,13 +102,9 @@ class Elicitor:
         """Choice codes; each distinct reply is parsed once (replies repeat a lot: "A", "B", a few phrasings)."""
         ids, uniques = pd.factorize(np.array(texts, dtype=object), use_na_sentinel=True)  # None -> -1
         memo = self._parsed
-        for text in uniques.tolist():
+        for text in [*uniques.tolist(), None]:
             if text not in memo:
-                memo[text] = parse_reply(text, reasoning=self.template.reasoning, labels=self.template.labels,
-                                         style=self.parser_style)
-        if None not in memo:
-            memo[None] = parse_reply(None, reasoning=self.template.reasoning, labels=self.template.labels,
-                                     style=self.parser_style)
+                memo[text] = self._parse_reply(text)
         table = np.array([memo[t] for t in uniques.tolist()] + [memo[None]], np.int8)
         return table[ids]  # id -1 (a missing reply) takes the last entry
 
@@ -125,6 +121,12 @@ class Elicitor:
         counts[:, 2], counts[:, 3] = k * norm[:, 1, 1], k * norm[:, 1, 0]  # flipped: b is shown first
         counts[:, 4] = k * ((total[:, 0, 0] == 0).astype(float) + (total[:, 1, 0] == 0).astype(float))
         return counts
+
+
+def _shown(a: np.ndarray, b: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) outcome shown by each request: a then b in the original order, b then a flipped."""
+    flipped = order == FLIPPED
+    return np.where(flipped, b, a), np.where(flipped, a, b)
 
 
 def _pad(texts: list, k: int) -> list:
