@@ -47,19 +47,23 @@ def _base_record(plan: ModelPlan, sweep: str) -> dict:
             "fingerprint": plan.fingerprint, "results_dir": f"{plan.config['experiment']['name']}/{plan.key}"}
 
 
+def _failed_record(plan: ModelPlan, sweep: str, error: str, seconds: dict | None, **extra: object) -> dict:
+    return _base_record(plan, sweep) | {"status": "failed", "metrics": None, "error": error, "seconds": seconds,
+                                        "finished_at": _now(), **extra}
+
+
 @ray.remote(num_cpus=0, max_retries=0)
 def _run_model(plan: ModelPlan, sweep: str) -> dict:
     """One model end to end; any failure becomes a 'failed' record instead of an exception."""
-    record = _base_record(plan, sweep)
     started = time.perf_counter()
     try:
         out = compute_utilities(plan.config, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
     except Exception as error:  # noqa: BLE001 - one model's failure must not end the sweep
-        return record | {"status": "failed", "metrics": None, "error": f"{type(error).__name__}: {error}",
-                         "traceback": traceback.format_exc()[-4000:],
-                         "seconds": {"total": time.perf_counter() - started}, "finished_at": _now()}
-    return record | {"status": "done", "metrics": out["metrics"], "error": None, "seconds": out["timings"],
-                     "engine_replacements": out["replacements"], "finished_at": _now()}
+        return _failed_record(plan, sweep, f"{type(error).__name__}: {error}",
+                              {"total": time.perf_counter() - started}, traceback=traceback.format_exc()[-4000:])
+    return _base_record(plan, sweep) | {"status": "done", "metrics": out["metrics"], "error": None,
+                                        "seconds": out["timings"], "engine_replacements": out["replacements"],
+                                        "finished_at": _now()}
 
 
 def _results_actor(cfg: dict, sweep: str):
@@ -95,9 +99,8 @@ def run_sweep(cfg: dict, conf_dir: Path | str, *, on_record: Callable[[dict], No
             try:
                 record = ray.get(done[0])
             except ray.exceptions.RayError as error:  # the task's worker died (OOM killer, segfault, ...)
-                record = _base_record(plan, sweep) | {
-                    "status": "failed", "metrics": None, "seconds": None, "finished_at": _now(),
-                    "error": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}"}
+                record = _failed_record(plan, sweep,
+                                        f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}", None)
             ray.get(actor.record.remote(record))
             if on_record is not None:
                 on_record(record)
