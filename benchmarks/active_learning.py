@@ -30,18 +30,33 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         repeats: int = 1) -> dict:
     agent = make_agent(agent_kind, n, k=k, seed=seed)
     config = ActiveLearningConfig(seed=seed, pairs_per_round=pairs_per_round)
-    core_walls = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run_active_learning(n, agent, config)
-        core_walls.append(time.perf_counter() - start)
-    # the fastest repeat: the least disturbed by whatever else the machine runs
-    wall = core_wall = min(core_walls)
-    if runtime == "ray":
-        from uetool.runtime.benchmark import run_through_ray  # engine pool of Ray actors + durable store
 
-        result, ray_walls = run_through_ray(n, agent_kind, k, seed, config, repeats=repeats)
-        wall = min(ray_walls)
+    def core_run():
+        start = time.perf_counter()
+        return run_active_learning(n, agent, config), time.perf_counter() - start
+
+    core_walls, ray_walls, elicit_s, engine_s = [], [], [], []
+    for _ in range(repeats):
+        result, wall = core_run()
+        core_walls.append(wall)
+    if runtime == "ray":
+        from uetool.runtime.benchmark import RayPath  # engine pool of Ray actors + durable store
+
+        path = RayPath(n, agent_kind, k, seed, config)
+        try:
+            # alternate the two paths so that drift in the machine's speed (shared 2-core VMs drift by +-15% over
+            # minutes) falls on both alike; the core's time is its best over every run, before Ray and alongside
+            for _ in range(repeats):
+                result, wall, elicitor = path.run()
+                ray_walls.append(wall)
+                elicit_s.append(elicitor.stats.elicit_seconds)
+                engine_s.append(elicitor.stats.engine_seconds)
+                core_walls.append(core_run()[1])
+        finally:
+            path.close()
+    # the fastest repeat: the least disturbed by whatever else the machine runs
+    core_wall = min(core_walls)
+    wall = min(ray_walls) if runtime == "ray" else core_wall
     hold = result.graph.select(HOLDOUT)
     p_obs, _ = hold.probabilities(config.unparseable_policy)
     bayes = accuracy(agent.true_probability(hold.a, hold.b), p_obs)
@@ -66,8 +81,14 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         "repeats": repeats,
     }
     if runtime == "ray":
+        best = ray_walls.index(wall)
         out["core_wall_s"] = core_wall
         out["ray_overhead_ratio"] = wall / core_wall - 1.0
+        # of the fastest Ray run: time inside elicitation (Ray calls, store, parsing) and waiting on the pool
+        out["ray_elicit_s"] = elicit_s[best]
+        out["ray_engine_s"] = engine_s[best]
+        out["ray_walls_s"] = ray_walls
+        out["core_walls_s"] = core_walls
     truth = getattr(agent, "mean", None)
     if truth is not None:
         out["pearson_truth"] = float(pearsonr(result.fit.mean, truth)[0])
@@ -84,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs-per-round", type=int, default=None,
                         help="pairs per round (default: 500, scaled up with n to ~18 rounds)")
     parser.add_argument("--runtime", choices=["local", "ray"], default="local")
-    parser.add_argument("--repeats", type=int, default=1, help="time each path this many times; report the fastest")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time each path this many times (alternately under --runtime ray); report the fastest")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from .replies import Replies
 
 __all__ = ["ElicitationRequest", "ElicitationResult", "GenerationSettings", "Engine", "EngineError", "RequestBatch",
            "ResultBatch"]
@@ -120,15 +123,16 @@ class RequestBatch:
 class ResultBatch:
     """Results as columns, aligned with the RequestBatch they answer (keys and (a, b, order) carried along).
 
-    `texts[i]` lists request i's samples (empty in logprob mode); `p_first`/`p_second`/`other_mass` are NaN in
-    sample mode; `errors[i]` is None unless the request failed and was counted.
+    `texts[i]` lists request i's samples (none in logprob mode), held as one dictionary-coded column (`Replies`);
+    `p_first`/`p_second`/`other_mass` are NaN in sample mode; `errors[i]` is None unless the request failed and
+    was counted.
     """
 
     keys: list[str]
     a: np.ndarray
     b: np.ndarray
     order: np.ndarray
-    texts: list[list[str | None]]
+    texts: Replies
     p_first: np.ndarray
     p_second: np.ndarray
     other_mass: np.ndarray
@@ -144,25 +148,32 @@ class ResultBatch:
         nan = float("nan")
         probs = np.array([r.probs if r.probs is not None else (nan, nan) for r in results], float).reshape(-1, 2)
         other = np.array([nan if r.other_mass is None else r.other_mass for r in results], float)
-        return cls(list(batch.keys), batch.a, batch.b, batch.order, [list(r.texts) for r in results],
+        return cls(list(batch.keys), batch.a, batch.b, batch.order, Replies.from_lists([r.texts for r in results]),
                    probs[:, 0], probs[:, 1], other, [r.error for r in results])
 
     @classmethod
     def concat(cls, batches: Sequence[ResultBatch]) -> ResultBatch:
         if not batches:
             empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
-            return cls([], empty_i, empty_i, empty_i.astype(np.int8), [], empty_f, empty_f, empty_f, [])
-        return cls([k for b in batches for k in b.keys], *(np.concatenate([getattr(b, f) for b in batches])
-                                                            for f in ("a", "b", "order")),
-                   [t for b in batches for t in b.texts],
+            return cls([], empty_i, empty_i, empty_i.astype(np.int8), Replies.empty(0), empty_f, empty_f, empty_f, [])
+        return cls(list(chain.from_iterable(b.keys for b in batches)),
+                   *(np.concatenate([getattr(b, f) for b in batches]) for f in ("a", "b", "order")),
+                   Replies.concat([b.texts for b in batches]),
                    *(np.concatenate([getattr(b, f) for b in batches]) for f in ("p_first", "p_second", "other_mass")),
-                   [e for b in batches for e in b.errors])
+                   list(chain.from_iterable(b.errors for b in batches)))
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> ResultBatch:
+        idx = np.asarray(rows, np.int64)
+        positions = idx.tolist()
+        return ResultBatch(list(map(self.keys.__getitem__, positions)), self.a[idx], self.b[idx], self.order[idx],
+                           self.texts.take(idx), self.p_first[idx], self.p_second[idx], self.other_mass[idx],
+                           list(map(self.errors.__getitem__, positions)))
 
     def to_results(self) -> list[ElicitationResult]:
-        out = []
+        out, texts = [], self.texts.tolist()
         for i, key in enumerate(self.keys):
             p = None if np.isnan(self.p_first[i]) else (float(self.p_first[i]), float(self.p_second[i]))
             other = None if np.isnan(self.other_mass[i]) else float(self.other_mass[i])
-            out.append(ElicitationResult(key, texts=list(self.texts[i]), probs=p, other_mass=other,
+            out.append(ElicitationResult(key, texts=texts[i], probs=p, other_mass=other,
                                          error=self.errors[i]))
         return out

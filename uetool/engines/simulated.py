@@ -11,6 +11,7 @@ import numpy as np
 from ..core.agents import make_agent
 from ..core.parsing import FIRST, REFUSAL, SECOND
 from .base import ElicitationRequest, ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
+from .replies import Replies
 
 __all__ = ["SimulatedEngine"]
 
@@ -65,8 +66,9 @@ class SimulatedEngine:
         n = len(batch)
         agent = self._agent(settings.k)
         nan = np.full(n, np.nan)
-        texts: list = [None] * n
         p_first = nan.copy()
+        # choice codes (FIRST 0, SECOND 1, UNPARSEABLE 2, REFUSAL 3) index the reply vocabulary directly
+        codes = np.zeros((n, settings.k), np.int32)
         for order in (0, 1):
             idx = np.flatnonzero(batch.order == order)
             if not len(idx):
@@ -75,17 +77,14 @@ class SimulatedEngine:
             if settings.mode == "logprob":
                 first, second = (pairs[:, 0], pairs[:, 1]) if order == 0 else (pairs[:, 1], pairs[:, 0])
                 p_first[idx] = agent.first_option_probability(first, second)
-                continue
-            # code -> reply text by one object-array lookup (codes: FIRST 0, SECOND 1, UNPARSEABLE 2, REFUSAL 3)
-            spell = np.empty(4, object)
-            spell[:] = [batch.labels[0], batch.labels[1], _UNPARSEABLE_TEXT, _REFUSAL_TEXT]
-            for i, row in zip(idx.tolist(), spell[agent.choices(pairs, order)].tolist(), strict=True):
-                texts[i] = row
+            else:
+                codes[idx] = agent.choices(pairs, order)
         if settings.mode == "logprob":
-            return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, [[] for _ in range(n)], p_first,
+            return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, Replies.empty(n), p_first,
                                1.0 - p_first, np.zeros(n), [None] * n)
-        return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, texts, nan, nan.copy(), nan.copy(),
-                           [None] * n)
+        vocab = [batch.labels[0], batch.labels[1], _UNPARSEABLE_TEXT, _REFUSAL_TEXT]
+        return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, Replies.uniform(vocab, codes), nan,
+                           nan.copy(), nan.copy(), [None] * n)
 
     def close(self) -> None:
         self._agents.clear()

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
-import pandas as pd
 
 from ..core.edges import counts_from_choices
 from ..core.outcomes import OutcomeSet
 from ..core.parsing import parse_reply
 from ..core.prompts import FLIPPED, ORIGINAL, PromptTemplate
 from ..engines.base import GenerationSettings, RequestBatch, ResultBatch
+from ..engines.replies import Replies
 from .store import ResponseStore, key_prefix
 
 __all__ = ["Elicitor", "ElicitationStats"]
@@ -46,10 +46,10 @@ class Elicitor:
         self._parsed: dict = {}
         self._parse_reply = partial(parse_reply, reasoning=template.reasoning, labels=template.labels,
                                     style=parser_style)
-        self._digests = key_prefix.digests(list(outcomes.descriptions))
         self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,
                                 template_digest=template.digest, system_message=system_message, k=settings.k,
                                 seed=settings.seed, mode=settings.mode)
+        self._key_values = self._keys.outcome_values(list(outcomes.descriptions))
 
     def requests_for(self, pairs: np.ndarray, render: bool = True) -> RequestBatch:
         """Both orders of every pair, as columns: rows 2i (original) and 2i+1 (flipped) belong to pair i.
@@ -59,7 +59,7 @@ class Elicitor:
         pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
         a, b = np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2)
         order = np.tile(np.array([ORIGINAL, FLIPPED], np.int8), len(pairs))
-        keys = self._keys.keys(self._digests, *_shown(a, b, order), order)
+        keys = self._keys.keys(self._key_values, *_shown(a, b, order), order)
         batch = RequestBatch(keys, [], a, b, order, tuple(self.template.labels), self.system_message)
         return self._render(batch) if render else batch
 
@@ -78,7 +78,8 @@ class Elicitor:
 
     def _counts(self, pairs: np.ndarray) -> np.ndarray:
         batch = self.requests_for(pairs, render=False)  # only prompts the engine is asked for get rendered
-        missing = self.store.missing(batch.keys)
+        rows = self.store.rows(batch.keys)
+        missing = np.flatnonzero(rows < 0).tolist()
         self.stats.requests += len(batch)
         self.stats.reused += len(batch) - len(missing)
         if missing:
@@ -90,23 +91,23 @@ class Elicitor:
             self.pool.run(asked, self.settings, on_shard=self.store.append)
             self.stats.engine_seconds += time.perf_counter() - asked_at
             self.stats.asked += len(missing)
-        results = self.store.get(batch.keys)
-        self.stats.failed_requests += sum(1 for e in results.errors if e)
+            rows[missing] = self.store.rows(asked.keys)
+        results = self.store.get(batch.keys, rows)
+        self.stats.failed_requests += len(results.errors) - results.errors.count(None)
         if self.settings.mode == "logprob":
             return self._logprob_counts(results)
-        k = self.settings.k
-        codes = self._parse([t for texts in results.texts for t in _pad(texts, k)]).reshape(len(pairs), 2, k)
+        codes = self._choices(results.texts).reshape(len(pairs), 2, self.settings.k)
         return counts_from_choices(codes[:, 0, :], codes[:, 1, :])
 
-    def _parse(self, texts: list[str | None]) -> np.ndarray:
-        """Choice codes; each distinct reply is parsed once (replies repeat a lot: "A", "B", a few phrasings)."""
-        ids, uniques = pd.factorize(np.array(texts, dtype=object), use_na_sentinel=True)  # None -> -1
+    def _choices(self, replies: Replies) -> np.ndarray:
+        """(n, k) choice codes; each distinct reply is parsed once, and a missing reply (a failed request, or one
+        with fewer than k samples) counts as unparseable."""
         memo = self._parsed
-        for text in [*uniques.tolist(), None]:
+        for text in [*replies.vocab, None]:
             if text not in memo:
                 memo[text] = self._parse_reply(text)
-        table = np.array([memo[t] for t in uniques.tolist()] + [memo[None]], np.int8)
-        return table[ids]  # id -1 (a missing reply) takes the last entry
+        table = np.array([memo[t] for t in replies.vocab] + [memo[None]], np.int8)
+        return table[replies.matrix(self.settings.k)]  # code -1 takes the last entry
 
     def _logprob_counts(self, results: ResultBatch) -> np.ndarray:
         """Expected counts K * P(label) renormalised over the two labels; other mass is reported, not counted."""
@@ -128,10 +129,3 @@ def _shown(a: np.ndarray, b: np.ndarray, order: np.ndarray) -> tuple[np.ndarray,
     flipped = order == FLIPPED
     return np.where(flipped, b, a), np.where(flipped, a, b)
 
-
-def _pad(texts: list, k: int) -> list:
-    """Exactly k replies per request: a failed request (fewer texts) is padded with None = unparseable."""
-    if len(texts) == k:
-        return texts
-    texts = list(texts)[:k]
-    return texts + [None] * (k - len(texts))

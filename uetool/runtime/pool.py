@@ -8,6 +8,7 @@ completes with the same results; results reach the caller shard by shard, so the
 from __future__ import annotations
 
 import os
+import pickle
 from collections import deque
 from collections.abc import Callable
 
@@ -38,6 +39,16 @@ class EngineActor:
         if fast is not None:
             return fast(requests, settings)
         return ResultBatch.from_results(self.engine.generate(requests.to_requests(), settings), requests)
+
+    def generate_packed(self, payload: bytes) -> bytes:
+        """`generate` on a pickled (RequestBatch, settings), answering a pickled ResultBatch.
+
+        Ray serialises every numpy array of an argument or return value out of band, which costs about 0.5-0.9 ms
+        per array per call on a 2-core machine (measured), more than a simulated engine needs to answer a shard;
+        one in-band pickle travels as plain bytes for about 0.05 ms.
+        """
+        batch, settings = pickle.loads(payload)
+        return pickle.dumps(self.generate(batch, settings), protocol=pickle.HIGHEST_PROTOCOL)
 
     def pid(self) -> int:
         return os.getpid()
@@ -113,9 +124,14 @@ class EnginePool:
                     slot = load.index(min(load))
                     shard = queue.popleft()
                     actor = self.actors[slot]
-                    pending[actor.generate.remote(shipped[shard], settings)] = (shard, slot, actor)
+                    if columns:
+                        call = actor.generate_packed.remote(pickle.dumps((shipped[shard], settings), protocol=5))
+                    else:
+                        call = actor.generate.remote(shipped[shard], settings)
+                    pending[call] = (shard, slot, actor)
                     load[slot] += 1
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                # one call in flight (a small round): ray.get waits for it without a separate ray.wait
+                ready = list(pending) if len(pending) == 1 else ray.wait(list(pending), num_returns=1)[0]
                 shard, slot, actor = pending.pop(ready[0])
                 load[slot] -= 1
                 try:
@@ -132,6 +148,8 @@ class EnginePool:
                     continue
                 except RayTaskError as err:
                     raise err.as_instanceof_cause() from None
+                if columns:
+                    answer = pickle.loads(answer)
                 if lean:
                     answer.keys = list(shards[shard].keys)
                 if on_shard is not None:

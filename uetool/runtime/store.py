@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import uuid
+from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
@@ -21,46 +22,56 @@ import pyarrow.parquet as pq
 
 from ..core.results import resolve_filesystem
 from ..engines.base import ElicitationResult, ResultBatch
+from ..engines.replies import Replies
+from .result_columns import ResultColumns
 
 __all__ = ["ResponseStore", "key_prefix"]
 
+# texts: each request's samples, dictionary-coded (each distinct reply once per column chunk); older parts with
+# plain list<string> texts read the same way
 _SCHEMA = pa.schema([
     ("key", pa.string()), ("a", pa.int64()), ("b", pa.int64()), ("order", pa.int8()),
-    ("texts", pa.list_(pa.string())), ("p_first", pa.float64()), ("p_second", pa.float64()),
-    ("other_mass", pa.float64()), ("error", pa.string()), ("written_at", pa.float64()),
+    ("texts", pa.list_(pa.dictionary(pa.int32(), pa.string()))), ("p_first", pa.float64()),
+    ("p_second", pa.float64()), ("other_mass", pa.float64()), ("error", pa.string()), ("written_at", pa.float64()),
 ])
 
 
 class key_prefix:  # noqa: N801 - used like a function that returns a reusable hasher
-    """Request keys: everything fixed for a job hashed once, then each request's own part cheaply.
+    """Request keys: everything fixed for a job hashed once, then each request's own part in vectorised steps.
 
     The prompt a request shows is `template(first description, second description)` and the template's digest is in
-    the fixed part, so a request's prompt is identified by the digests of its two descriptions; hashing those
-    (16 bytes each) instead of the rendered prompt keeps keys cheap for hundreds of thousands of requests.
+    the fixed part, so a request is identified by its two descriptions and its order. Each description gets two
+    128-bit values from blake2b keyed with the fixed part (one as the first option, one as the second), and a
+    request's key XORs its first option's, its second option's and its order's value: keyed pseudo-random 128-bit
+    values whose XOR collides for two distinct requests with probability 2^-128, computed for a whole batch in a
+    few array operations (hashing every rendered prompt, or even every request, would dominate a simulated job).
     """
 
     def __init__(self, *, model: str, revision: str | None, engine_settings: dict, template_digest: str,
                  system_message: str | None, k: int, seed: int, mode: str) -> None:
         payload = json.dumps({"model": model, "revision": revision, "engine": engine_settings,
                               "template": template_digest, "system": system_message, "k": k, "seed": seed,
-                              "mode": mode, "key_format": 2}, sort_keys=True, default=str)
+                              "mode": mode, "key_format": 3}, sort_keys=True, default=str)
         self._secret = hashlib.blake2b(payload.encode(), digest_size=32).digest()
+        self._order = np.stack([self._value(b"order", bytes([o])) for o in range(2)])
 
-    @staticmethod
-    def digests(descriptions: list[str]) -> np.ndarray:
-        """(n, 16) uint8: one digest per outcome description."""
-        out = np.empty((len(descriptions), 16), np.uint8)
+    def _value(self, role: bytes, data: bytes) -> np.ndarray:
+        digest = hashlib.blake2b(data, key=self._secret, person=role, digest_size=16).digest()
+        return np.frombuffer(digest, np.uint64)
+
+    def outcome_values(self, descriptions: list[str]) -> np.ndarray:
+        """(n, 2, 2) uint64: each description's 128-bit value as the first and as the second option."""
+        out = np.empty((len(descriptions), 2, 2), np.uint64)
         for i, text in enumerate(descriptions):
-            out[i] = np.frombuffer(hashlib.blake2b(text.encode(), digest_size=16).digest(), np.uint8)
+            data = text.encode()
+            out[i, 0], out[i, 1] = self._value(b"first", data), self._value(b"second", data)
         return out
 
-    def keys(self, digests: np.ndarray, first: np.ndarray, second: np.ndarray, order: np.ndarray) -> list[str]:
-        """Keys of requests showing outcome `first[i]` then `second[i]` in `order[i]`."""
-        rows = np.concatenate([digests[first], digests[second], np.asarray(order, np.uint8)[:, None]], axis=1)
-        width, buf = rows.shape[1], memoryview(np.ascontiguousarray(rows).tobytes())
-        secret, blake = self._secret, hashlib.blake2b
-        return [blake(buf[i:i + width], key=secret, digest_size=16).hexdigest()
-                for i in range(0, len(buf), width)]
+    def keys(self, values: np.ndarray, first: np.ndarray, second: np.ndarray, order: np.ndarray) -> list[str]:
+        """Hex keys of requests showing outcome `first[i]` then `second[i]` in `order[i]` (`values`: see above)."""
+        key = values[first, 0] ^ values[second, 1] ^ self._order[np.asarray(order, np.int64)]
+        hexed = np.ascontiguousarray(key).tobytes().hex().encode()
+        return np.frombuffer(hexed, "S32").astype("U32").tolist()
 
 
 class ResponseStore:
@@ -72,8 +83,7 @@ class ResponseStore:
         self.path = f"{base}/responses/{safe}"
         self.fs.create_dir(self.path, recursive=True)
         self._index: dict[str, int] | None = None
-        self._chunks: list[ResultBatch] = []
-        self._merged: ResultBatch | None = None
+        self._columns = ResultColumns()
 
     def _parts(self) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
@@ -82,7 +92,7 @@ class ResponseStore:
     def _load(self) -> dict[str, int]:
         """Key -> row of the in-memory columns (first write wins; later duplicates, if any, are ignored)."""
         if self._index is None:
-            self._index, self._chunks, self._merged = {}, [], None
+            self._index, self._columns = {}, ResultColumns()
             for part in self._parts():
                 with self.fs.open_input_file(part) as f:
                     self._remember(_batch_from_table(pq.read_table(f)))
@@ -93,19 +103,11 @@ class ResponseStore:
         index = self._index
         assert index is not None
         if not checked:
-            fresh, seen = [], set()
-            for i, key in enumerate(batch.keys):
-                if key not in index and key not in seen:
-                    seen.add(key)
-                    fresh.append(i)
+            fresh = _fresh(batch.keys, index)
             if len(fresh) < len(batch):
-                batch = _take(batch, fresh)
-        offset = len(index)
-        for i, key in enumerate(batch.keys):
-            index[key] = offset + i
-        if len(batch):
-            self._chunks.append(batch)
-            self._merged = None
+                batch = batch.take(fresh)
+        index.update(zip(batch.keys, range(len(index), len(index) + len(batch)), strict=True))
+        self._columns.extend(batch)
         return batch
 
     def __len__(self) -> int:
@@ -116,20 +118,19 @@ class ResponseStore:
 
     def missing(self, keys: list[str]) -> list[int]:
         """Positions of `keys` that the store does not hold."""
-        index = self._load()
-        return [i for i, key in enumerate(keys) if key not in index]
+        return np.flatnonzero(self.rows(keys) < 0).tolist()
 
-    def get(self, keys: list[str]) -> ResultBatch:
-        """Stored results for `keys`, in that order (KeyError names a missing key)."""
-        index = self._load()
-        try:
-            rows = [index[key] for key in keys]
-        except KeyError as err:
-            raise KeyError(f"response {err.args[0]} is not in the store at {self.path}") from None
-        if self._merged is None:
-            self._merged = ResultBatch.concat(self._chunks)
-            self._chunks = [self._merged]
-        return _take(self._merged, rows)
+    def rows(self, keys: list[str]) -> np.ndarray:
+        """Row of each key in the in-memory columns, -1 where the store does not hold it."""
+        return np.fromiter(map(self._load().get, keys, repeat(-1)), np.int64, len(keys))
+
+    def get(self, keys: list[str], rows: np.ndarray | None = None) -> ResultBatch:
+        """Stored results for `keys`, in that order (KeyError names a missing key); `rows`: from `rows(keys)`."""
+        rows = self.rows(keys) if rows is None else np.asarray(rows, np.int64)
+        if len(rows) and rows.min() < 0:
+            key = keys[int(np.argmin(rows))]
+            raise KeyError(f"response {key} is not in the store at {self.path}")
+        return self._columns.take(rows, keys)
 
     def load(self) -> dict[str, ElicitationResult]:
         """Every stored result by key (a per-object view for inspection; the runtime uses `get`)."""
@@ -146,20 +147,13 @@ class ResponseStore:
 
     def append(self, batch: ResultBatch) -> int:
         """Durably write the results not yet stored (temp file + rename), then cache them; returns how many."""
-        self._load()
-        index = self._index
-        assert index is not None
-        fresh, seen = [], set()
-        for i, key in enumerate(batch.keys):  # not stored yet; a key repeated within the batch counts once
-            if key not in index and key not in seen:
-                seen.add(key)
-                fresh.append(i)
+        fresh = _fresh(batch.keys, self._load())
         if not fresh:
             return 0
-        rows = batch if len(fresh) == len(batch) else _take(batch, fresh)
+        rows = batch if len(fresh) == len(batch) else batch.take(fresh)
         table = pa.table({
             "key": rows.keys, "a": np.asarray(rows.a, np.int64), "b": np.asarray(rows.b, np.int64),
-            "order": np.asarray(rows.order, np.int8), "texts": _text_lists(rows.texts),
+            "order": np.asarray(rows.order, np.int8), "texts": rows.texts.to_arrow(),
             "p_first": _nullable(rows.p_first), "p_second": _nullable(rows.p_second),
             "other_mass": _nullable(rows.other_mass), "error": rows.errors,
             "written_at": np.full(len(rows), time.time()),
@@ -167,20 +161,22 @@ class ResponseStore:
         name = f"{self.path}/part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = f"{self.path}/.{name.rsplit('/', 1)[1]}.tmp"
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        # statistics only where a reader filters (not on random keys or replies); a dictionary only for replies
+        pq.write_table(table, sink, write_statistics=["a", "b", "order"], use_dictionary=["texts.list.element"])
         with self.fs.open_output_stream(tmp) as out:
-            out.write(sink.getvalue().to_pybytes())
+            out.write(sink.getvalue())
         self.fs.move(tmp, name)
         return len(self._remember(rows, checked=True))
 
 
-def _text_lists(texts: list[list[str | None]]) -> pa.Array:
-    """list<string> column built from one flat string array and offsets (much cheaper than nested conversion)."""
-    lengths = np.fromiter(map(len, texts), np.int32, len(texts))
-    offsets = np.zeros(len(texts) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    values = pa.array([t for row in texts for t in row], pa.string())
-    return pa.ListArray.from_arrays(pa.array(offsets), values)
+def _fresh(keys: list[str], index: dict[str, int]) -> list[int]:
+    """Positions of keys not in `index`; a key repeated within `keys` counts once (its first position)."""
+    held = np.fromiter(map(index.__contains__, keys), bool, len(keys))
+    fresh = np.flatnonzero(~held).tolist()
+    if len({keys[i] for i in fresh}) < len(fresh):  # rare: the same request twice in one batch
+        seen: set[str] = set()
+        fresh = [i for i in fresh if not (keys[i] in seen or seen.add(keys[i]))]
+    return fresh
 
 
 def _nullable(values: np.ndarray) -> pa.Array:
@@ -188,18 +184,10 @@ def _nullable(values: np.ndarray) -> pa.Array:
     return pa.array(values, mask=np.isnan(values), type=pa.float64())
 
 
-def _take(batch: ResultBatch, rows: list[int]) -> ResultBatch:
-    idx = np.asarray(rows, np.int64)
-    return ResultBatch([batch.keys[i] for i in rows], batch.a[idx], batch.b[idx], batch.order[idx],
-                       [batch.texts[i] for i in rows], batch.p_first[idx], batch.p_second[idx],
-                       batch.other_mass[idx], [batch.errors[i] for i in rows])
-
-
 def _batch_from_table(table: pa.Table) -> ResultBatch:
     def floats(name: str) -> np.ndarray:
         return table.column(name).to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
 
-    texts = [t or [] for t in table.column("texts").to_pylist()]
     return ResultBatch(table.column("key").to_pylist(), table.column("a").to_numpy(), table.column("b").to_numpy(),
-                       table.column("order").to_numpy().astype(np.int8), texts, floats("p_first"),
-                       floats("p_second"), floats("other_mass"), table.column("error").to_pylist())
+                       table.column("order").to_numpy().astype(np.int8), Replies.from_arrow(table.column("texts")),
+                       floats("p_first"), floats("p_second"), floats("other_mass"), table.column("error").to_pylist())
