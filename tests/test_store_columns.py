@@ -1,0 +1,119 @@
+"""Response store internals without Ray: dictionary-coded replies, request keys, growable columns, Parquet parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from uetool.engines.base import ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
+from uetool.engines.replies import Replies
+from uetool.engines.simulated import SimulatedEngine
+from uetool.runtime.result_columns import ResultColumns
+from uetool.runtime.store import ResponseStore, key_prefix
+
+ROWS = [["A", "B", "A"], [], [None, "Both have merits."], ["B"], ["I'm sorry", None, "A", "A"]]
+
+
+def test_replies_round_trip_lists_take_concat_and_matrix():
+    replies = Replies.from_lists(ROWS)
+    assert replies.tolist() == ROWS and len(replies) == 5
+    assert sorted(replies.vocab) == sorted({t for row in ROWS for t in row if t is not None})  # each once
+    assert replies.take([4, 0, 0, 1]).tolist() == [ROWS[4], ROWS[0], ROWS[0], ROWS[1]]
+    assert replies.take([]).tolist() == []
+    other = Replies.from_lists([["B", "new"], ["A"]])
+    assert Replies.concat([replies, other, Replies.empty(2)]).tolist() == ROWS + [["B", "new"], ["A"], [], []]
+    m = replies.matrix(3)  # first 3 replies, -1 padding; None is -1 too
+    decoded = [[replies.vocab[c] if c >= 0 else None for c in row] for row in m.tolist()]
+    assert decoded == [["A", "B", "A"], [None] * 3, [None, "Both have merits.", None], ["B", None, None],
+                       ["I'm sorry", None, "A"]]
+
+
+def test_replies_arrow_round_trip_and_plain_string_parts(tmp_path):
+    replies = Replies.from_lists(ROWS)
+    pq.write_table(pa.table({"texts": replies.to_arrow()}), tmp_path / "dict.parquet")
+    assert Replies.from_arrow(pq.read_table(tmp_path / "dict.parquet").column("texts")).tolist() == ROWS
+    # parts written with plain list<string> texts (and a null list) read the same way
+    plain = pa.array([["A", None], None, ["B"]], pa.list_(pa.string()))
+    pq.write_table(pa.table({"texts": plain}), tmp_path / "plain.parquet")
+    assert Replies.from_arrow(pq.read_table(tmp_path / "plain.parquet").column("texts")).tolist() == [
+        ["A", None], [], ["B"]]
+    # a sliced list array keeps its parent's values: only the slice is read
+    assert Replies.from_arrow(replies.to_arrow().slice(3, 2)).tolist() == ROWS[3:]
+
+
+def _keys(**change):
+    settings = dict(model="m", revision="r1", engine_settings={"engine": "hf"}, template_digest="t",
+                    system_message=None, k=10, seed=0, mode="sample") | change
+    hasher = key_prefix(**settings)
+    values = hasher.outcome_values(["apples", "bananas", "cherries"])
+    first, second = np.array([0, 1, 0, 2, 1]), np.array([1, 0, 2, 0, 2])
+    return hasher.keys(values, first, second, np.array([0, 1, 0, 0, 1]))
+
+
+def test_request_keys_are_unique_stable_and_change_with_every_setting():
+    keys = _keys()
+    assert len(set(keys)) == len(keys) and all(len(k) == 32 for k in keys)
+    assert _keys() == keys  # stable across processes: nothing random, nothing from memory addresses
+    for change in [{"model": "m2"}, {"revision": "r2"}, {"engine_settings": {"engine": "vllm"}},
+                   {"template_digest": "u"}, {"system_message": "hi"}, {"k": 5}, {"seed": 1}, {"mode": "logprob"}]:
+        assert not set(_keys(**change)) & set(keys), change
+    # shown order matters: (a then b) and (b then a) are different prompts; order tags the answer's meaning
+    hasher = key_prefix(model="m", revision=None, engine_settings={}, template_digest="t", system_message=None, k=1,
+                        seed=0, mode="sample")
+    values = hasher.outcome_values(["x", "y"])
+    one = np.array([0]), np.array([1])
+    assert hasher.keys(values, *one, np.array([0])) != hasher.keys(values, one[1], one[0], np.array([0]))
+    assert hasher.keys(values, *one, np.array([0])) != hasher.keys(values, *one, np.array([1]))
+
+
+def _batch(keys: list[str], rows: list[list[str | None]], errors: list | None = None) -> ResultBatch:
+    n = len(keys)
+    idx = np.arange(n)
+    return ResultBatch(keys, idx, idx + 1, (idx % 2).astype(np.int8), Replies.from_lists(rows), np.full(n, np.nan),
+                       np.full(n, np.nan), np.full(n, np.nan), errors or [None] * n)
+
+
+def test_result_columns_grow_and_take_rows():
+    columns = ResultColumns()
+    batches = [_batch([f"k{j}-{i}" for i in range(700)], [[f"r{(i * j) % 7}"] * (i % 3) for i in range(700)],
+                      [None if i % 50 else f"err {j}/{i}" for i in range(700)]) for j in range(4)]
+    for batch in batches:
+        columns.extend(batch)
+    everything = ResultBatch.concat(batches)
+    rows = np.random.default_rng(0).integers(0, len(everything), 500)
+    got = columns.take(rows, [everything.keys[r] for r in rows])
+    want = everything.take(rows)
+    assert got.keys == want.keys and got.texts.tolist() == want.texts.tolist() and got.errors == want.errors
+    np.testing.assert_array_equal(got.a, want.a)
+    np.testing.assert_array_equal(got.order, want.order)
+
+
+def test_store_writes_once_reads_back_and_names_missing_keys(tmp_path):
+    store = ResponseStore(str(tmp_path), "org/model")
+    first = _batch(["a", "b", "c"], [["A"], ["B", None], []], [None, None, "HTTP 500"])
+    assert store.append(first) == 3
+    assert store.append(_batch(["c", "d", "d"], [["x"], ["B"], ["A"]])) == 1  # c stored, d twice in the batch
+    assert store.count_rows() == len(store) == 4
+    reread = ResponseStore(str(tmp_path), "org/model")  # a new process sees the same responses
+    got = reread.get(["d", "a", "c", "b"])
+    assert got.texts.tolist() == [["B"], ["A"], [], ["B", None]]
+    assert got.errors == [None, None, "HTTP 500", None]
+    assert reread.missing(["a", "zz", "d", "yy"]) == [1, 3]
+    with pytest.raises(KeyError, match="zz"):
+        reread.get(["a", "zz"])
+    assert reread.load()["c"] == ElicitationResult("c", texts=[], error="HTTP 500")
+
+
+def test_simulated_batch_path_matches_per_request_path():
+    engine = SimulatedEngine(n_outcomes=6, seed=3)
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 6, 40)
+    b = (a + 1 + rng.integers(0, 5, 40)) % 6
+    order = (np.arange(40) % 2).astype(np.int8)
+    batch = RequestBatch([f"k{i}" for i in range(40)], [""] * 40, a, b, order, ("A", "B"), None)
+    settings = GenerationSettings(k=4, seed=0)
+    columns = engine.generate_batch(batch, settings)
+    one_by_one = engine.generate(batch.to_requests(), settings)
+    assert columns.texts.tolist() == [r.texts for r in one_by_one]
