@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,7 +14,7 @@ from uetool.engines.base import ElicitationResult, GenerationSettings, RequestBa
 from uetool.engines.replies import Replies
 from uetool.engines.simulated import SimulatedEngine
 from uetool.runtime.result_columns import ResultColumns
-from uetool.runtime.store import ResponseStore, key_prefix
+from uetool.runtime.store import ResponseStore, StoreWriteError, key_prefix
 
 ROWS = [["A", "B", "A"], [], [None, "Both have merits."], ["B"], ["I'm sorry", None, "A", "A"]]
 
@@ -117,3 +120,20 @@ def test_simulated_batch_path_matches_per_request_path():
     columns = engine.generate_batch(batch, settings)
     one_by_one = engine.generate(batch.to_requests(), settings)
     assert columns.texts.tolist() == [r.texts for r in one_by_one]
+
+
+def test_background_writes_are_durable_after_flush_and_a_failed_write_is_never_kept(tmp_path):
+    store = ResponseStore(str(tmp_path), "m")
+    for j in range(3):
+        store.append(_batch([f"{j}-{i}" for i in range(10)], [["A"]] * 10), background=True)
+    store.flush()
+    assert ResponseStore(str(tmp_path), "m").count_rows() == 30  # on disk, seen by another reader
+
+    shutil.rmtree(store.path)
+    open(store.path, "w").close()  # the directory is now a file: the next write fails
+    store.append(_batch(["lost"], [["B"]]), background=True)
+    with pytest.raises(StoreWriteError, match="could not be written to .*m"):
+        store.flush()
+    os.remove(store.path)
+    os.makedirs(store.path)
+    assert "lost" not in store and len(store) == 0  # the cache was dropped and re-read from what is on disk

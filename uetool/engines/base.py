@@ -156,6 +156,8 @@ class ResultBatch:
         if not batches:
             empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
             return cls([], empty_i, empty_i, empty_i.astype(np.int8), Replies.empty(0), empty_f, empty_f, empty_f, [])
+        if len(batches) == 1:
+            return batches[0]
         return cls(list(chain.from_iterable(b.keys for b in batches)),
                    *(np.concatenate([getattr(b, f) for b in batches]) for f in ("a", "b", "order")),
                    Replies.concat([b.texts for b in batches]),

@@ -100,8 +100,9 @@ class Replies:
     # ---- Arrow / Parquet -----------------------------------------------------------------------------------
     def to_arrow(self) -> pa.ListArray:
         """list<dictionary<int32, string>>: Parquet stores each distinct reply once per column chunk."""
-        values = pa.DictionaryArray.from_arrays(pa.array(self.codes, mask=self.codes < 0),
-                                                pa.array(self.vocab, pa.string()))
+        missing = self.codes < 0
+        indices = pa.array(self.codes, mask=missing) if missing.any() else pa.array(self.codes)
+        values = pa.DictionaryArray.from_arrays(indices, pa.array(self.vocab, pa.string()))
         return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), values)
 
     @classmethod

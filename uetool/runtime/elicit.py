@@ -72,7 +72,12 @@ class Elicitor:
     def __call__(self, pairs: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         try:
-            return self._counts(pairs)
+            counts = self._counts(pairs)
+            self.store.flush()  # every response is durable before the caller uses any of it
+            return counts
+        except BaseException:
+            self.store.flush(raise_errors=False)  # the shards that did arrive stay stored for a resumed job
+            raise
         finally:
             self.stats.elicit_seconds += time.perf_counter() - started
 
@@ -83,12 +88,13 @@ class Elicitor:
         self.stats.requests += len(batch)
         self.stats.reused += len(batch) - len(missing)
         if missing:
-            # every shard is written durably as soon as it arrives, before anything uses it
+            # each shard's part is written (by the store's writer thread) as soon as the shard arrives, while this
+            # thread goes on to count; __call__ waits for every write before it returns the counts
             asked_at = time.perf_counter()
             asked = batch.take(missing)
             if getattr(self.pool, "reads_text", True):
                 self._render(asked)
-            self.pool.run(asked, self.settings, on_shard=self.store.append)
+            self.pool.run(asked, self.settings, on_shard=partial(self.store.append, background=True))
             self.stats.engine_seconds += time.perf_counter() - asked_at
             self.stats.asked += len(missing)
             rows[missing] = self.store.rows(asked.keys)

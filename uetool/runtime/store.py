@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import repeat
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..engines.base import ElicitationResult, ResultBatch
 from ..engines.replies import Replies
 from .result_columns import ResultColumns
 
-__all__ = ["ResponseStore", "key_prefix"]
+__all__ = ["ResponseStore", "StoreWriteError", "key_prefix"]
 
 # texts: each request's samples, dictionary-coded (each distinct reply once per column chunk); older parts with
 # plain list<string> texts read the same way
@@ -84,6 +85,8 @@ class ResponseStore:
         self.fs.create_dir(self.path, recursive=True)
         self._index: dict[str, int] | None = None
         self._columns = ResultColumns()
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
 
     def _parts(self) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
@@ -145,8 +148,12 @@ class ResponseStore:
                 total += pq.read_metadata(f).num_rows
         return total
 
-    def append(self, batch: ResultBatch) -> int:
-        """Durably write the results not yet stored (temp file + rename), then cache them; returns how many."""
+    def append(self, batch: ResultBatch, *, background: bool = False) -> int:
+        """Write the results not yet stored as one Parquet part (temp file + rename) and cache them; returns how many.
+
+        With `background=True` the part is written by the store's writer thread while the caller goes on (parsing
+        the same results, say): call `flush()` before anything uses them.
+        """
         fresh = _fresh(batch.keys, self._load())
         if not fresh:
             return 0
@@ -158,6 +165,34 @@ class ResponseStore:
             "other_mass": _nullable(rows.other_mass), "error": rows.errors,
             "written_at": np.full(len(rows), time.time()),
         }, schema=_SCHEMA)
+        if background:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="uetool-store-writer")  # parts stay ordered
+            self._pending.append(self._writer.submit(self._write, table))
+        else:
+            self._write(table)
+        return len(self._remember(rows, checked=True))
+
+    def flush(self, *, raise_errors: bool = True) -> None:
+        """Wait until every background write is durable.
+
+        A failed write drops the in-memory cache (it held rows that never reached disk; the next call re-reads
+        what did) and raises StoreWriteError naming the store.
+        """
+        pending, self._pending = self._pending, []
+        errors = []
+        for future in pending:
+            try:
+                future.result()
+            except Exception as err:  # noqa: BLE001 - collected, then raised once with the store's path
+                errors.append(err)
+        if errors:
+            self._index, self._columns = None, ResultColumns()
+            if raise_errors:
+                raise StoreWriteError(f"{len(errors)} response part(s) could not be written to {self.path}: "
+                                      f"{errors[0]}") from errors[0]
+
+    def _write(self, table: pa.Table) -> None:
         name = f"{self.path}/part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = f"{self.path}/.{name.rsplit('/', 1)[1]}.tmp"
         sink = pa.BufferOutputStream()
@@ -166,17 +201,18 @@ class ResponseStore:
         with self.fs.open_output_stream(tmp) as out:
             out.write(sink.getvalue())
         self.fs.move(tmp, name)
-        return len(self._remember(rows, checked=True))
+
+
+class StoreWriteError(OSError):
+    """A response part could not be written: nothing from it was used."""
 
 
 def _fresh(keys: list[str], index: dict[str, int]) -> list[int]:
     """Positions of keys not in `index`; a key repeated within `keys` counts once (its first position)."""
-    held = np.fromiter(map(index.__contains__, keys), bool, len(keys))
-    fresh = np.flatnonzero(~held).tolist()
-    if len({keys[i] for i in fresh}) < len(fresh):  # rare: the same request twice in one batch
-        seen: set[str] = set()
-        fresh = [i for i in fresh if not (keys[i] in seen or seen.add(keys[i]))]
-    return fresh
+    if index.keys().isdisjoint(keys) and len(set(keys)) == len(keys):  # the usual case, checked in C
+        return list(range(len(keys)))
+    seen: set[str] = set()
+    return [i for i, key in enumerate(keys) if not (key in index or key in seen or seen.add(key))]
 
 
 def _nullable(values: np.ndarray) -> pa.Array:
