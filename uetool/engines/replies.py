@@ -97,11 +97,17 @@ class Replies:
         out[row[keep], col[keep]] = self.codes[keep]
         return out
 
+    def compact(self) -> Replies:
+        """The same replies with codes in the smallest integer type that holds them (cheaper to ship)."""
+        dtype = np.int8 if len(self.vocab) < 2**7 else np.int16 if len(self.vocab) < 2**15 else np.int32
+        return Replies(self.vocab, self.codes.astype(dtype, copy=False), self.offsets)
+
     # ---- Arrow / Parquet -----------------------------------------------------------------------------------
     def to_arrow(self) -> pa.ListArray:
         """list<dictionary<int32, string>>: Parquet stores each distinct reply once per column chunk."""
-        missing = self.codes < 0
-        indices = pa.array(self.codes, mask=missing) if missing.any() else pa.array(self.codes)
+        codes = self.codes.astype(np.int32, copy=False)
+        missing = codes < 0
+        indices = pa.array(codes, mask=missing) if missing.any() else pa.array(codes)
         values = pa.DictionaryArray.from_arrays(indices, pa.array(self.vocab, pa.string()))
         return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), values)
 

@@ -38,9 +38,8 @@ class ResultColumns:
         for name, _ in _NUMERIC:
             column = self._numeric[name] = _room(self._numeric[name], start + n)
             column[start:start + n] = getattr(batch, name)
-        for i, error in enumerate(batch.errors):
-            if error is not None:
-                self._errors[start + i] = error
+        if batch.errors.count(None) != n:
+            self._errors.update((start + i, e) for i, e in enumerate(batch.errors) if e is not None)
         replies = batch.texts
         mapping = np.array([self._code(t) for t in replies.vocab] + [-1], np.int32)
         m = len(replies.codes)
