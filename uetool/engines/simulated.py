@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.agents import make_agent
-from ..core.parsing import FIRST, REFUSAL, SECOND
+from ..core.parsing import FIRST, REFUSAL, SECOND, UNPARSEABLE
 from .base import ElicitationRequest, ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
 from .replies import Replies
 
@@ -17,6 +17,14 @@ __all__ = ["SimulatedEngine"]
 
 _REFUSAL_TEXT = "I'm sorry, but I can't choose between these options."
 _UNPARSEABLE_TEXT = "Both have merits."
+
+
+def _reply_vocab(labels) -> list[str]:
+    """The reply text for each choice code (the list is indexed by code)."""
+    vocab = [""] * 4
+    vocab[FIRST], vocab[SECOND] = labels[0], labels[1]
+    vocab[UNPARSEABLE], vocab[REFUSAL] = _UNPARSEABLE_TEXT, _REFUSAL_TEXT
+    return vocab
 
 
 class SimulatedEngine:
@@ -55,10 +63,8 @@ class SimulatedEngine:
                 continue
             codes = agent.choices(pairs, order)
             for j, i in enumerate(idx):
-                labels = requests[i].labels
-                texts = [labels[0] if c == FIRST else labels[1] if c == SECOND else
-                         _REFUSAL_TEXT if c == REFUSAL else _UNPARSEABLE_TEXT for c in codes[j]]
-                results[i] = ElicitationResult(requests[i].key, texts=texts)
+                vocab = _reply_vocab(requests[i].labels)
+                results[i] = ElicitationResult(requests[i].key, texts=[vocab[c] for c in codes[j].tolist()])
         return results  # type: ignore[return-value]
 
     def generate_batch(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
@@ -67,7 +73,7 @@ class SimulatedEngine:
         agent = self._agent(settings.k)
         nan = np.full(n, np.nan)
         p_first = nan.copy()
-        # choice codes (FIRST 0, SECOND 1, UNPARSEABLE 2, REFUSAL 3) index the reply vocabulary directly
+        # choice codes index the reply vocabulary directly
         codes = np.zeros((n, settings.k), np.int32)
         for order in (0, 1):
             idx = np.flatnonzero(batch.order == order)
@@ -82,8 +88,8 @@ class SimulatedEngine:
         if settings.mode == "logprob":
             return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, Replies.empty(n), p_first,
                                1.0 - p_first, np.zeros(n), [None] * n)
-        vocab = [batch.labels[0], batch.labels[1], _UNPARSEABLE_TEXT, _REFUSAL_TEXT]
-        return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, Replies.uniform(vocab, codes), nan,
+        return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order,
+                           Replies.uniform(_reply_vocab(batch.labels), codes), nan,
                            nan.copy(), nan.copy(), [None] * n)
 
     def close(self) -> None:
