@@ -73,11 +73,11 @@ def many(results: Path, n_models: int) -> dict:
     start = time.perf_counter()
     out = run_sweep(cfg, ROOT / "conf")
     wall = time.perf_counter() - start
+    failed = [r["model"] for r in out["records"] if r["status"] != "done"]
+    if failed:  # checked first: a failed record has no engine_start to subtract
+        raise RuntimeError(f"models failed: {failed}")
     # work after the model's engine replicas were up (queueing for a slot and actor start-up excluded)
     in_task = sum(float(r["seconds"]["total"]) - float(r["seconds"]["engine_start"]) for r in out["records"])
-    failed = [r["model"] for r in out["records"] if r["status"] != "done"]
-    if failed:
-        raise RuntimeError(f"models failed: {failed}")
     ideal = in_task / slots
     return {"many_models": n_models, "many_wall_s": wall, "many_in_task_s": in_task, "many_slots": slots,
             "many_overhead_per_model_s": (wall - ideal) / n_models}
