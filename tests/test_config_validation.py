@@ -43,10 +43,19 @@ def test_malformed_outcome_file(tmp_path):
     ("fit.p_percent=0", "`p_percent` must be in"),
     ("elicitation.template=nope", "unknown template"),
     ("engine.name=tgi", "`engine.name` must be one of"),
+    ("engine.local_channel=sometimes", "`engine.local_channel` must be true, false or null"),
 ])
 def test_invalid_values_name_the_key(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate_config(compose([override]))
+
+
+def test_local_channel_defaults_to_the_simulated_engine_only():
+    from uetool.runtime.compute import local_channel_for
+
+    assert local_channel_for("simulated", None) and not local_channel_for("hf", None)
+    assert local_channel_for("hf", True) and not local_channel_for("simulated", False)
+    assert compose(["engine=simulated"])["engine"]["local_channel"] is None
 
 
 def test_missing_api_key_named(monkeypatch):

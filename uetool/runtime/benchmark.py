@@ -24,7 +24,7 @@ class RayPath:
     """The loop through an engine pool and a store; each `run()` starts from an empty store and is timed alone."""
 
     def __init__(self, n: int, agent_kind: str, k: int, seed: int, config: ActiveLearningConfig, *,
-                 replicas: int = 2, shard_size: int = 1000) -> None:
+                 replicas: int = 2, shard_size: int = 1000, local_channel: bool = True) -> None:
         import ray
 
         from .pool import EnginePool
@@ -34,7 +34,7 @@ class RayPath:
         self.n, self.agent_kind, self.k, self.seed, self.config = n, agent_kind, k, seed, config
         self.outcomes = OutcomeSet.from_records([{"description": f"Outcome number {i} happens."} for i in range(n)])
         self.pool = EnginePool("simulated", {"agent": agent_kind, "n_outcomes": n, "seed": seed}, replicas=replicas,
-                               shard_size=shard_size, progress=False)
+                               shard_size=shard_size, progress=False, local_channel=local_channel)
         self.pool.pids()  # replicas are up before timing
 
     def run(self) -> tuple[ActiveLearningResult, float, Elicitor]:

@@ -54,6 +54,9 @@ def validate_config(cfg: dict) -> ValidatedRun:
     template = get_template(elicit["template"], text=elicit.get("template_text"), labels=tuple(elicit["labels"]))
     settings = GenerationSettings(mode=elicit["mode"], k=int(elicit["k"]), temperature=float(elicit["temperature"]),
                                   max_tokens=int(elicit["max_tokens"]), seed=int(cfg["seed"]))
+    if engine_cfg.get("local_channel") not in (None, True, False):
+        raise ValueError(f"`engine.local_channel` must be true, false or null (null: on for the simulated engine "
+                         f"only), got {engine_cfg.get('local_channel')!r}")
     if elicit["parser"] not in ("uetool", "paper"):
         raise ValueError(f"`elicitation.parser` must be 'uetool' or 'paper', got {elicit['parser']!r}")
     known = {f.name for f in fields(ActiveLearningConfig)}
@@ -277,7 +280,14 @@ def _make_pool(run: ValidatedRun, engine_kwargs: dict, cfg: dict, *, name: str |
     return EnginePool(run.engine, engine_kwargs, replicas=int(engine_cfg.get("replicas") or model.get("replicas") or 1),
                       num_cpus=num_cpus, num_gpus=float(num_gpus),
                       tensor_parallel_size=max(tp, 1), shard_size=int(engine_cfg.get("shard_size", 32)),
-                      progress=bool(cfg.get("progress", True)), name=name, namespace=namespace)
+                      progress=bool(cfg.get("progress", True)), name=name, namespace=namespace,
+                      local_channel=local_channel_for(run.engine, engine_cfg.get("local_channel")))
+
+
+def local_channel_for(engine: str, setting: bool | None) -> bool:
+    """`engine.local_channel`: null means on for the simulated engine only (it answers a shard in about a
+    millisecond, less than a Ray call costs; a model engine takes hundreds and gains nothing)."""
+    return engine == "simulated" if setting is None else bool(setting)
 
 
 def _ray_has_gpus() -> bool:

@@ -1,0 +1,99 @@
+"""Engine replicas reached over a local channel (Unix socket) instead of Ray calls: same answers, same recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from multiprocessing.connection import AuthenticationError, Client
+
+import numpy as np
+import pytest
+
+from uetool.engines.base import GenerationSettings, RequestBatch
+from uetool.runtime.channel import ChannelServer, ReplicaChannel
+
+
+def _batch(n: int, n_outcomes: int = 12) -> RequestBatch:
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, n_outcomes, n)
+    b = (a + 1 + rng.integers(0, n_outcomes - 1, n)) % n_outcomes
+    return RequestBatch([f"k{i}" for i in range(n)], [""] * n, a, b, (np.arange(n) % 2).astype(np.int8),
+                        ("A", "B"), None)
+
+
+def _pool(local_channel: bool, replicas: int = 2):
+    from uetool.runtime.pool import EnginePool
+
+    return EnginePool("simulated", {"n_outcomes": 12, "seed": 1}, replicas=replicas, shard_size=7, progress=False,
+                      local_channel=local_channel)
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_channel_pool_answers_as_the_ray_call_pool_and_survives_a_killed_replica():
+    settings = GenerationSettings(k=4)
+    reference = _pool(local_channel=False)
+    expected = reference.run(_batch(90), settings)
+    reference.shutdown()
+
+    pool = _pool(local_channel=True)
+    assert pool.run(_batch(90), settings).texts.tolist() == expected.texts.tolist()
+    assert pool._channels is not None and pool.replacements == 0  # it did go over the channels
+
+    pid = pool.pids()[0]
+    seen = []
+
+    def kill_after_first(shard):
+        seen.append(list(shard.keys))
+        if len(seen) == 1:
+            os.kill(pid, signal.SIGKILL)  # a replica dies with shards in flight on its channel
+
+    got = pool.run(_batch(90), settings, on_shard=kill_after_first)
+    assert pool.replacements >= 1 and pid not in pool.pids()
+    assert got.texts.tolist() == expected.texts.tolist() and got.keys == expected.keys
+    delivered = [key for shard in seen for key in shard]
+    assert sorted(delivered) == sorted(expected.keys)  # every shard delivered exactly once
+    pool.shutdown()
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_an_engine_error_over_the_channel_is_raised_as_itself():
+    pool = _pool(local_channel=True, replicas=1)
+    bad = _batch(10, n_outcomes=12)
+    bad.a[3] = 500  # no such outcome: the simulated agent's lookup fails inside the replica
+    with pytest.raises(IndexError):
+        pool.run(bad, GenerationSettings(k=2))
+    assert pool.run(_batch(10), GenerationSettings(k=2)).texts.tolist()  # the replica still serves
+    pool.shutdown()
+
+
+def test_channel_serves_only_a_client_holding_the_key_and_leaves_no_socket_file():
+    server = ChannelServer(lambda payload: payload[::-1], authkey=b"k" * 32)
+    with pytest.raises(AuthenticationError):
+        Client(server.address, family="AF_UNIX", authkey=b"wrong" * 6)
+    channel = ReplicaChannel(server.address, authkey=b"k" * 32)
+    channel.send("first", b"abc")
+    channel.send("second", b"xyz")
+    assert channel.receive() == ("first", b"cba") and channel.receive() == ("second", b"zyx")
+    # the server serves only after removing the socket file: no one else can dial in once the driver is connected
+    assert not os.path.exists(server.address) and not os.path.exists(os.path.dirname(server.address))
+    channel.close()
+
+
+def test_a_handler_error_reaches_the_client_and_the_channel_goes_on():
+    calls = threading.Event()
+
+    def handler(payload: bytes) -> bytes:
+        calls.set()
+        if payload == b"boom":
+            raise ValueError("engine failed on this shard")
+        return payload
+
+    server = ChannelServer(handler, authkey=b"s" * 32)
+    channel = ReplicaChannel(server.address, authkey=b"s" * 32)
+    channel.send(0, b"boom")
+    with pytest.raises(ValueError, match="engine failed on this shard"):
+        channel.receive()
+    channel.send(1, b"ok")
+    assert channel.receive() == (1, b"ok") and calls.is_set()
+    channel.close()
