@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 
+import numpy as np
 from _report import print_result  # benchmarks/ is on sys.path when run as a script
 from scipy.stats import pearsonr, spearmanr
 
@@ -84,6 +85,10 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         best = ray_walls.index(wall)
         out["core_wall_s"] = core_wall
         out["ray_overhead_ratio"] = wall / core_wall - 1.0
+        # drift-robust companion: each Ray run against the mean of the core runs just before and just after it
+        out["ray_overhead_ratio_paired"] = float(np.median([
+            ray_walls[i] / (0.5 * (core_walls[repeats - 1 + i] + core_walls[repeats + i])) - 1.0
+            for i in range(repeats)]))
         # of the fastest Ray run: time inside elicitation (Ray calls, store, parsing) and waiting on the pool
         out["ray_elicit_s"] = elicit_s[best]
         out["ray_engine_s"] = engine_s[best]

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -137,3 +138,24 @@ def test_background_writes_are_durable_after_flush_and_a_failed_write_is_never_k
     os.remove(store.path)
     os.makedirs(store.path)
     assert "lost" not in store and len(store) == 0  # the cache was dropped and re-read from what is on disk
+
+
+@pytest.mark.parametrize("hex_keys", [True, False])
+def test_parts_read_back_every_column_as_written(tmp_path, hex_keys):
+    """The write path's shortcuts (keys laid straight into a buffer, all-null columns) change nothing on disk."""
+    keys = [f"{i:032x}" if hex_keys else f"key-{i}" for i in range(6)]
+    batch = _batch(keys, [["A", "B"], [], ["B"], [None, "A"], ["A"], ["B", "B"]],
+                   [None, "HTTP 500 after 4 tries", None, None, None, None])
+    batch.p_first[:] = [0.25, np.nan, 0.5, np.nan, 1.0, 0.0]
+    all_null = _batch([k + "x" if not hex_keys else f"{i + 100:032x}" for i, k in enumerate(keys)], [["A"]] * 6)
+    store = ResponseStore(str(tmp_path), "m")
+    store.append(batch)
+    store.append(all_null)
+    table = pd.read_parquet(store.path)
+    got = table.set_index("key").loc[keys]
+    assert [None if pd.isna(e) else e for e in got["error"]] == batch.errors
+    np.testing.assert_array_equal(got["p_first"].to_numpy(), batch.p_first)
+    assert [list(t) for t in got["texts"]] == [["A", "B"], [], ["B"], [None, "A"], ["A"], ["B", "B"]]
+    assert table.set_index("key").loc[all_null.keys, "p_first"].isna().all()
+    again = ResponseStore(str(tmp_path), "m").get(keys)
+    assert again.texts.tolist() == batch.texts.tolist() and again.errors == batch.errors

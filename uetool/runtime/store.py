@@ -37,6 +37,10 @@ _SCHEMA = pa.schema([
 ])
 
 
+_COMPRESSION = {name: "none" if name == "key" else "snappy" for name in
+                [*_SCHEMA.names[:4], "texts.list.element", *_SCHEMA.names[5:]]}
+
+
 class key_prefix:  # noqa: N801 - used like a function that returns a reusable hasher
     """Request keys: everything fixed for a job hashed once, then each request's own part in vectorised steps.
 
@@ -159,10 +163,10 @@ class ResponseStore:
             return 0
         rows = batch if len(fresh) == len(batch) else batch.take(fresh)
         table = pa.table({
-            "key": rows.keys, "a": np.asarray(rows.a, np.int64), "b": np.asarray(rows.b, np.int64),
+            "key": _key_array(rows.keys), "a": np.asarray(rows.a, np.int64), "b": np.asarray(rows.b, np.int64),
             "order": np.asarray(rows.order, np.int8), "texts": rows.texts.to_arrow(),
             "p_first": _nullable(rows.p_first), "p_second": _nullable(rows.p_second),
-            "other_mass": _nullable(rows.other_mass), "error": rows.errors,
+            "other_mass": _nullable(rows.other_mass), "error": _errors(rows.errors),
             "written_at": np.full(len(rows), time.time()),
         }, schema=_SCHEMA)
         if background:
@@ -196,8 +200,10 @@ class ResponseStore:
         name = f"{self.path}/part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = f"{self.path}/.{name.rsplit('/', 1)[1]}.tmp"
         sink = pa.BufferOutputStream()
-        # statistics only where a reader filters (not on random keys or replies); a dictionary only for replies
-        pq.write_table(table, sink, write_statistics=["a", "b", "order"], use_dictionary=["texts.list.element"])
+        # statistics only where a reader filters (not on random keys or replies); a dictionary only for replies;
+        # random hex keys are left uncompressed (snappy saves ~10% of them and costs ~20% of the encoding time)
+        pq.write_table(table, sink, write_statistics=["a", "b", "order"], use_dictionary=["texts.list.element"],
+                       compression=_COMPRESSION)
         with self.fs.open_output_stream(tmp) as out:
             out.write(sink.getvalue())
         self.fs.move(tmp, name)
@@ -217,7 +223,25 @@ def _fresh(keys: list[str], index: dict[str, int]) -> list[int]:
 
 def _nullable(values: np.ndarray) -> pa.Array:
     values = np.asarray(values, float)
-    return pa.array(values, mask=np.isnan(values), type=pa.float64())
+    missing = np.isnan(values)
+    if missing.all():  # sample mode: no probabilities
+        return pa.nulls(len(values), pa.float64())
+    return pa.array(values, mask=missing, type=pa.float64())
+
+
+def _errors(errors: list[str | None]) -> pa.Array:
+    if errors.count(None) == len(errors):
+        return pa.nulls(len(errors), pa.string())
+    return pa.array(errors, pa.string())
+
+
+def _key_array(keys: list[str]) -> pa.Array:
+    """Keys as a string column; the runtime's keys are all 32 ASCII hex digits, laid out straight into one buffer."""
+    data = "".join(keys).encode()
+    if not (data.isascii() and all(map((32).__eq__, map(len, keys)))):
+        return pa.array(keys, pa.string())  # other keys (tests, older stores): the general conversion
+    offsets = np.arange(0, len(data) + 1, 32, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(keys), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _batch_from_table(table: pa.Table) -> ResultBatch:
