@@ -58,12 +58,21 @@ def test_channel_pool_answers_as_the_ray_call_pool_and_survives_a_killed_replica
 
 @pytest.mark.usefixtures("ray_cluster")
 def test_an_engine_error_over_the_channel_is_raised_as_itself():
+    settings = GenerationSettings(k=2)
+    reference = _pool(local_channel=False, replicas=1)
+    expected = reference.run(_batch(21), settings)
+    reference.shutdown()
     pool = _pool(local_channel=True, replicas=1)
-    bad = _batch(10, n_outcomes=12)
+    bad = _batch(21)
     bad.a[3] = 500  # no such outcome: the simulated agent's lookup fails inside the replica
     with pytest.raises(IndexError):
-        pool.run(bad, GenerationSettings(k=2))
-    assert pool.run(_batch(10), GenerationSettings(k=2)).texts.tolist()  # the replica still serves
+        pool.run(bad, settings)  # the failing shard's neighbours were in flight on the same channel
+    bad.a[3], bad.b[10] = expected.a[3], 500  # now a shard in flight behind a good one fails
+    with pytest.raises(IndexError):
+        pool.run(bad, settings)
+    seen = []
+    got = pool.run(_batch(21), settings, on_shard=seen.append)  # the replica still serves, nothing stale arrives
+    assert got.texts.tolist() == expected.texts.tolist() and sum(len(s) for s in seen) == 21
     pool.shutdown()
 
 
@@ -97,3 +106,13 @@ def test_a_handler_error_reaches_the_client_and_the_channel_goes_on():
     channel.send(1, b"ok")
     assert channel.receive() == (1, b"ok") and calls.is_set()
     channel.close()
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_replica_killed_before_its_channel_opens_is_replaced():
+    pool = _pool(local_channel=True, replicas=1)
+    pid = pool.pids()[0]
+    os.kill(pid, signal.SIGKILL)  # dies before the first run() opens its channel
+    got = pool.run(_batch(20), GenerationSettings(k=2))
+    assert len(got) == 20 and pool.replacements == 1 and pool._channels is not None
+    pool.shutdown()

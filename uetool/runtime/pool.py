@@ -152,7 +152,13 @@ class EnginePool:
         try:
             if columns and self._open_channels():
                 payloads = [pickle.dumps((s, settings), protocol=5) for s in shipped]
-                self._run_channels(payloads, deliver, retry)
+                try:
+                    self._run_channels(payloads, deliver, retry)
+                except BaseException:
+                    # answers to this call's other shards may still arrive on the channels: never let a later
+                    # call read them as its own (the next call opens fresh channels)
+                    self._close_channels()
+                    raise
             else:
                 self._run_ray(shipped, settings, columns, deliver, retry)
         finally:
@@ -235,7 +241,7 @@ class EnginePool:
         if not self.local_channel:
             return False
         if self._channels is None:
-            channels = [self._open_channel(actor) for actor in self.actors]
+            channels = [self._open_channel_or_replace(slot) for slot in range(len(self.actors))]
             if any(c is None for c in channels):  # a replica on another node: Ray calls for all, kept simple
                 for c in channels:
                     if c is not None:
@@ -244,6 +250,17 @@ class EnginePool:
                 return False
             self._channels = channels  # type: ignore[assignment]
         return True
+
+    def _open_channel_or_replace(self, slot: int) -> ReplicaChannel | None:
+        """A channel to the replica in `slot`; one that died before it could open one is replaced first."""
+        for attempt in range(self.max_shard_retries + 1):
+            try:
+                return self._open_channel(self.actors[slot])
+            except (ActorDiedError, ActorUnavailableError, RayActorError) as err:
+                if isinstance(err, RayTaskError) or attempt == self.max_shard_retries:
+                    raise
+                self._replace(slot)
+        return None  # unreachable: the loop returns or raises
 
     def _open_channel(self, actor) -> ReplicaChannel | None:
         try:
@@ -273,10 +290,13 @@ class EnginePool:
     def pids(self) -> list[int]:
         return ray.get([a.pid.remote() for a in self.actors])
 
-    def shutdown(self) -> None:
+    def _close_channels(self) -> None:
         for channel in self._channels or []:
             channel.close()
         self._channels = None
+
+    def shutdown(self) -> None:
+        self._close_channels()
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         for group in self._groups:
