@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from multiprocessing.connection import AuthenticationError, Client
 
 import numpy as np
@@ -116,3 +117,31 @@ def test_a_replica_killed_before_its_channel_opens_is_replaced():
     got = pool.run(_batch(20), GenerationSettings(k=2))
     assert len(got) == 20 and pool.replacements == 1 and pool._channels is not None
     pool.shutdown()
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_replica_killed_between_calls_is_replaced_at_the_next_send():
+    pool = _pool(local_channel=True, replicas=1)
+    settings = GenerationSettings(k=2)
+    first = pool.run(_batch(20), settings)
+    pid = pool.pids()[0]
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(3000):  # gone for good (up to 30 s): the next send meets a closed socket
+        if not _alive(pid):
+            break
+        time.sleep(0.01)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(got=pool.run(_batch(20), settings)), daemon=True)
+    worker.start()
+    worker.join(timeout=180)  # liveness, not speed: the call must not wait forever on a replaced replica
+    assert not worker.is_alive() and result["got"].texts.tolist() == first.texts.tolist()
+    assert pool.replacements == 1
+    pool.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -83,11 +83,12 @@ class ReplicaChannel:
         self.in_flight: deque = deque()  # tags of the payloads sent and not yet answered, oldest first
 
     def send(self, tag, payload: bytes) -> None:
+        """Send a payload; if the replica is gone, the tag still counts as in flight (the caller re-sends it)."""
+        self.in_flight.append(tag)
         try:
             self.conn.send_bytes(payload)
         except OSError as err:
             raise ReplicaLost(f"engine replica channel closed: {err}") from err
-        self.in_flight.append(tag)
 
     def receive(self) -> tuple[object, bytes]:
         """(tag, answer) of the oldest payload; raises the replica's own exception if the engine raised."""

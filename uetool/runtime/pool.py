@@ -210,14 +210,12 @@ class EnginePool:
                 try:
                     while queue and len(channels[slot].in_flight) < self.max_in_flight:
                         shard = queue.popleft()
-                        try:
-                            channels[slot].send(shard, payloads[shard])
-                        except ReplicaLost:
-                            queue.appendleft(shard)
-                            raise
+                        channels[slot].send(shard, payloads[shard])
                 except ReplicaLost as err:
                     self._lost(slot, err, queue, retry)
             busy = {channels[s].conn: s for s in range(len(channels)) if channels[s].in_flight}
+            if not busy:  # every replica that was sent to had died and was replaced: send again
+                continue
             for conn in wait_for_connections(list(busy)):
                 slot = busy[conn]
                 try:
