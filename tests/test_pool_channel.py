@@ -145,3 +145,23 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_large_shards_in_flight_both_ways_do_not_deadlock():
+    """Two 4 MB shards sent before any answer is read, each answered with 4 MB: more than both socket buffers."""
+    server = ChannelServer(lambda payload: payload + payload[:16], authkey=b"b" * 32)
+    channel = ReplicaChannel(server.address, authkey=b"b" * 32)
+    payloads = [bytes([i]) * (4 << 20) for i in range(2)]
+    answers: list = []
+
+    def exchange() -> None:
+        for i, payload in enumerate(payloads):
+            channel.send(i, payload)
+        answers.extend(channel.receive() for _ in payloads)
+
+    worker = threading.Thread(target=exchange, daemon=True)
+    worker.start()
+    worker.join(timeout=120)  # liveness, not speed
+    assert not worker.is_alive()
+    assert [(tag, len(a)) for tag, a in answers] == [(0, (4 << 20) + 16), (1, (4 << 20) + 16)]
+    channel.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import shutil
 import tempfile
 import threading
@@ -60,11 +61,11 @@ class ChannelServer:
 
     def _serve(self) -> None:
         with self._accept() as conn:
-            while True:
-                try:
-                    payload = conn.recv_bytes()
-                except (EOFError, OSError):
-                    return  # the driver closed the pool
+            # a reader thread takes every payload off the socket as it arrives, so the driver's sends never block
+            # on a replica that is itself blocked sending an answer the driver has not read yet (both buffers full)
+            inbox: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_read_all, args=(conn, inbox), name="uetool-replica-reader", daemon=True).start()
+            while (payload := inbox.get()) is not None:
                 try:
                     answer = _RESULT + self._handler(payload)
                 except Exception as err:  # noqa: BLE001 - sent to the driver, which raises it
@@ -73,6 +74,14 @@ class ChannelServer:
                     conn.send_bytes(answer)
                 except OSError:
                     return
+
+
+def _read_all(conn: Connection, inbox: queue.SimpleQueue) -> None:
+    try:
+        while True:
+            inbox.put(conn.recv_bytes())
+    except (EOFError, OSError):
+        inbox.put(None)  # the driver closed the channel
 
 
 class ReplicaChannel:

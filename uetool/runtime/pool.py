@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import secrets
+import shutil
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,10 @@ from ..engines.base import ElicitationRequest, ElicitationResult, GenerationSett
 from .channel import ChannelServer, ReplicaChannel, ReplicaLost
 
 __all__ = ["EngineActor", "EnginePool", "replica_bundles"]
+
+# a channel silent this long gets its replica's liveness checked through Ray (an engine's child process can hold a
+# dead replica's socket open, so end-of-file alone is not proof)
+_LIVENESS_CHECK_S = 30.0
 
 
 class EngineActor:
@@ -211,12 +216,16 @@ class EnginePool:
                     while queue and len(channels[slot].in_flight) < self.max_in_flight:
                         shard = queue.popleft()
                         channels[slot].send(shard, payloads[shard])
-                except ReplicaLost as err:
-                    self._lost(slot, err, queue, retry)
+                except ReplicaLost:
+                    pass  # the receive below first reads any answers it did send, then meets the closed socket
             busy = {channels[s].conn: s for s in range(len(channels)) if channels[s].in_flight}
-            if not busy:  # every replica that was sent to had died and was replaced: send again
+            ready = wait_for_connections(list(busy), timeout=_LIVENESS_CHECK_S)
+            if not ready:  # nothing for a while: a replica whose socket an engine's child process holds open
+                for slot in set(busy.values()):  # may be dead without the socket showing it
+                    if not self._alive(slot):
+                        self._lost(slot, ReplicaLost("engine replica died"), queue, retry)
                 continue
-            for conn in wait_for_connections(list(busy)):
+            for conn in ready:
                 slot = busy[conn]
                 try:
                     shard, answer = channels[slot].receive()
@@ -224,6 +233,15 @@ class EnginePool:
                     self._lost(slot, err, queue, retry)
                     continue
                 deliver(shard, answer)
+
+    def _alive(self, slot: int) -> bool:
+        try:
+            ray.get(self.actors[slot].pid.remote())  # the replica's Ray thread is free while its channel works
+        except (ActorDiedError, ActorUnavailableError, RayActorError) as err:
+            if isinstance(err, RayTaskError):
+                raise
+            return False
+        return True
 
     def _lost(self, slot: int, err: Exception, queue: deque, retry: Callable) -> None:
         """A replica's channel closed: its shards in flight go back to the queue (front) for a fresh replica."""
@@ -239,7 +257,7 @@ class EnginePool:
         if not self.local_channel:
             return False
         if self._channels is None:
-            channels = [self._open_channel_or_replace(slot) for slot in range(len(self.actors))]
+            channels = [self._connect(slot) for slot in range(len(self.actors))]
             if any(c is None for c in channels):  # a replica on another node: Ray calls for all, kept simple
                 for c in channels:
                     if c is not None:
@@ -249,15 +267,16 @@ class EnginePool:
             self._channels = channels  # type: ignore[assignment]
         return True
 
-    def _open_channel_or_replace(self, slot: int) -> ReplicaChannel | None:
-        """A channel to the replica in `slot`; one that died before it could open one is replaced first."""
+    def _connect(self, slot: int) -> ReplicaChannel | None:
+        """A channel to the replica in `slot` (None: it runs on another node); a replica that dies before its
+        channel is up (at start-up, say) is replaced, up to max_shard_retries times."""
         for attempt in range(self.max_shard_retries + 1):
             try:
                 return self._open_channel(self.actors[slot])
-            except (ActorDiedError, ActorUnavailableError, RayActorError) as err:
+            except (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaLost) as err:
                 if isinstance(err, RayTaskError) or attempt == self.max_shard_retries:
                     raise
-                self._replace(slot)
+                self._replace_actor(slot)
         return None  # unreachable: the loop returns or raises
 
     def _open_channel(self, actor) -> ReplicaChannel | None:
@@ -267,9 +286,15 @@ class EnginePool:
             driver_node = None
         authkey = secrets.token_bytes(32)
         address = ray.get(actor.open_channel.remote(authkey, driver_node))
-        return None if address is None else ReplicaChannel(address, authkey)
+        if address is None:
+            return None
+        try:
+            return ReplicaChannel(address, authkey)
+        except (OSError, EOFError) as err:  # it died between answering and our connecting
+            shutil.rmtree(os.path.dirname(address), ignore_errors=True)  # same node: its socket directory
+            raise ReplicaLost(f"could not connect to the engine replica's channel: {err!r}") from err
 
-    def _replace(self, slot: int) -> None:
+    def _replace_actor(self, slot: int) -> None:
         try:
             ray.kill(self.actors[slot], no_restart=True)
         except Exception:  # noqa: BLE001 - it is already dead
@@ -277,9 +302,12 @@ class EnginePool:
         self._generation[slot] += 1
         self.actors[slot] = self._new_actor(slot)
         self.replacements += 1
+
+    def _replace(self, slot: int) -> None:
+        self._replace_actor(slot)
         if self._channels is not None:
             self._channels[slot].close()
-            channel = self._open_channel(self.actors[slot])
+            channel = self._connect(slot)
             if channel is None:
                 raise RuntimeError("a replacement engine replica was placed on another node than the driver; "
                                    "set engine.local_channel=false for pools that span nodes")
