@@ -33,6 +33,9 @@ __all__ = ["EngineActor", "EnginePool", "replica_bundles"]
 # dead replica's socket open, so end-of-file alone is not proof)
 _LIVENESS_CHECK_S = 30.0
 
+# a replica's process is gone (a RayTaskError is the engine's own exception, even when it wraps one of these)
+_ACTOR_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
+
 
 class EngineActor:
     """One engine replica (wrapped by ray.remote in the pool)."""
@@ -194,7 +197,7 @@ class EnginePool:
             load[slot] -= 1
             try:
                 answer = ray.get(ready[0])
-            except (ActorDiedError, ActorUnavailableError, RayActorError) as err:
+            except _ACTOR_LOST as err:
                 if isinstance(err, RayTaskError):
                     raise
                 retry(shard, err)
@@ -237,7 +240,7 @@ class EnginePool:
     def _alive(self, slot: int) -> bool:
         try:
             ray.get(self.actors[slot].pid.remote())  # the replica's Ray thread is free while its channel works
-        except (ActorDiedError, ActorUnavailableError, RayActorError) as err:
+        except _ACTOR_LOST as err:
             if isinstance(err, RayTaskError):
                 raise
             return False
@@ -273,7 +276,7 @@ class EnginePool:
         for attempt in range(self.max_shard_retries + 1):
             try:
                 return self._open_channel(self.actors[slot])
-            except (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaLost) as err:
+            except (*_ACTOR_LOST, ReplicaLost) as err:
                 if isinstance(err, RayTaskError) or attempt == self.max_shard_retries:
                     raise
                 self._replace_actor(slot)

@@ -37,8 +37,9 @@ _SCHEMA = pa.schema([
 ])
 
 
-_COMPRESSION = {name: "none" if name == "key" else "snappy" for name in
-                [*_SCHEMA.names[:4], "texts.list.element", *_SCHEMA.names[5:]]}
+# per Parquet leaf column (texts is written as texts.list.element); random hex keys stay uncompressed (see _write)
+_COMPRESSION = {"texts.list.element" if name == "texts" else name: "none" if name == "key" else "snappy"
+                for name in _SCHEMA.names}
 
 
 class key_prefix:  # noqa: N801 - used like a function that returns a reusable hasher
