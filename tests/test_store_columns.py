@@ -14,6 +14,7 @@ import pytest
 from uetool.engines.base import ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
 from uetool.engines.replies import Replies
 from uetool.engines.simulated import SimulatedEngine
+from uetool.runtime.elicit import _ShardWriter
 from uetool.runtime.result_columns import ResultColumns
 from uetool.runtime.store import ResponseStore, StoreWriteError, key_prefix
 
@@ -138,6 +139,24 @@ def test_background_writes_are_durable_after_flush_and_a_failed_write_is_never_k
     os.remove(store.path)
     os.makedirs(store.path)
     assert "lost" not in store and len(store) == 0  # the cache was dropped and re-read from what is on disk
+
+
+def test_shard_writer_stores_every_shard_and_the_last_on_the_calling_thread(tmp_path):
+    """The pool's on_shard hook: shards written in the background while more are due, the last one inline (it
+    is on disk when the hook returns); keys the caller checked are not checked again."""
+    store = ResponseStore(str(tmp_path), "m")
+    store.rows(["none"])  # the elicitor looks keys up before it asks
+    writer = _ShardWriter(store, expected=30, distinct=True)
+    shards = [_batch([f"{j}-{i}" for i in range(10)], [["A"]] * 10) for j in range(3)]
+    for shard in shards[:2]:
+        writer(shard)
+    assert len(store._pending) == 2  # in the writer thread's hands
+    writer(shards[2])
+    assert len(store._pending) == 2  # the last was not handed over ...
+    on_disk = {k for part in store._parts() for k in pq.read_table(part, columns=["key"]).column("key").to_pylist()}
+    assert set(shards[2].keys) <= on_disk  # ... it is already durable
+    store.flush()
+    assert ResponseStore(str(tmp_path), "m").count_rows() == len(store) == 30
 
 
 @pytest.mark.parametrize("hex_keys", [True, False])

@@ -88,16 +88,15 @@ class Elicitor:
         self.stats.requests += len(batch)
         self.stats.reused += len(batch) - len(missing)
         if missing:
-            # each shard's part is written (by the store's writer thread) as soon as the shard arrives, while this
-            # thread goes on to count; __call__ waits for every write before it returns the counts
             asked_at = time.perf_counter()
             asked = batch.take(missing)
+            distinct = len(set(asked.keys)) == len(asked)
             if getattr(self.pool, "reads_text", True):
                 self._render(asked)
-            answers = self.pool.run(asked, self.settings, on_shard=partial(self.store.append, background=True))
+            answers = self.pool.run(asked, self.settings, on_shard=_ShardWriter(self.store, len(asked), distinct))
             self.stats.engine_seconds += time.perf_counter() - asked_at
             self.stats.asked += len(missing)
-            if len(missing) == len(batch) and len(set(asked.keys)) == len(asked):
+            if len(missing) == len(batch) and distinct:
                 results = answers  # all asked just now, each once: exactly what the store now holds, in order
             else:  # stored and new answers mixed (or a request twice: the store keeps, and serves, its first answer)
                 rows[missing] = self.store.rows(asked.keys)
@@ -133,6 +132,20 @@ class Elicitor:
         counts[:, 2], counts[:, 3] = k * norm[:, 1, 1], k * norm[:, 1, 0]  # flipped: b is shown first
         counts[:, 4] = k * ((total[:, 0, 0] == 0).astype(float) + (total[:, 1, 0] == 0).astype(float))
         return counts
+
+
+class _ShardWriter:
+    """Stores each shard as it arrives: in the background while more shards are due (the pool goes on receiving
+    them), the last one on the calling thread, which has nothing left to do until it is durable (handing it to
+    the writer thread cost ~0.3 ms per call, measured on 2 cores)."""
+
+    def __init__(self, store: ResponseStore, expected: int, distinct: bool) -> None:
+        # `distinct`: the asked keys are all missing from the store (checked just before) and none repeats
+        self.store, self.remaining, self.distinct = store, expected, distinct
+
+    def __call__(self, shard: ResultBatch) -> None:
+        self.remaining -= len(shard)
+        self.store.append(shard, background=self.remaining > 0, new=self.distinct)
 
 
 def _shown(a: np.ndarray, b: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

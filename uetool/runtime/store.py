@@ -153,16 +153,21 @@ class ResponseStore:
                 total += pq.read_metadata(f).num_rows
         return total
 
-    def append(self, batch: ResultBatch, *, background: bool = False) -> int:
+    def append(self, batch: ResultBatch, *, background: bool = False, new: bool = False) -> int:
         """Write the results not yet stored as one Parquet part (temp file + rename) and cache them; returns how many.
 
-        With `background=True` the part is written by the store's writer thread while the caller goes on (parsing
-        the same results, say): call `flush()` before anything uses them.
+        With `background=True` the part is written by the store's writer thread while the caller goes on (receiving
+        more shards, say): call `flush()` before anything uses them. `new=True`: the caller has checked (with
+        `rows`, since the last append) that no key is stored and none repeats, so they are not checked again.
         """
-        fresh = _fresh(batch.keys, self._load())
-        if not fresh:
-            return 0
-        rows = batch if len(fresh) == len(batch) else batch.take(fresh)
+        index = self._load()
+        if new:
+            rows = batch
+        else:
+            fresh = _fresh(batch.keys, index)
+            if not fresh:
+                return 0
+            rows = batch if len(fresh) == len(batch) else batch.take(fresh)
         table = pa.table({
             "key": _key_array(rows.keys), "a": np.asarray(rows.a, np.int64), "b": np.asarray(rows.b, np.int64),
             "order": np.asarray(rows.order, np.int8), "texts": rows.texts.to_arrow(),
