@@ -4,10 +4,12 @@
 
 For each engine/mode: prompts/s and pairs/s (a pair = both orders) with the paper template; sample mode uses the
 paper's K=10 per order, max 10 new tokens. Agreement: mean over pairs of |P_logprob(a) - P_sample(a)| with the
-sampling standard error sqrt(p(1-p)/n_valid) averaged over pairs. Achieved GFLOP/s (2 * params * tokens / s) is
-compared with this CPU's measured fp32 matmul peak. vLLM rows (same prompts and settings, plus engine start time and
-the largest |P_vllm - P_hf| over labels) need vLLM: on a CPU run this script with `.venv-vllm/bin/python` (built by
-scripts/vllm_cpu_tier.sh --install-only); without vLLM they are null and the reason is printed.
+sampling standard error sqrt(p(1-p)/n_valid) averaged over pairs. hf logprob runs with its shared-prefix KV cache
+(the default) and again without it, for the speedup and the largest probability difference between the two.
+Achieved GFLOP/s (2 * params * tokens computed / s) is compared with this CPU's measured fp32 matmul peak. vLLM
+rows (same prompts and settings, plus engine start time and the largest |P_vllm - P_hf| over labels) need vLLM: on
+a CPU run this script with `.venv-vllm/bin/python` (built by scripts/vllm_cpu_tier.sh --install-only); without vLLM
+they are null and the reason is printed.
 
 JSON keys: hf_logprob_pairs_per_s, hf_sample_pairs_per_s, vllm_logprob_pairs_per_s, vllm_sample_pairs_per_s,
 logprob_sample_mean_abs_diff, logprob_sample_se (+ details).
@@ -99,6 +101,18 @@ def run(n_pairs: int, seed: int, hf_sample: bool = True) -> dict:
     lp_results, lp_s = time_engine(engine, requests, logprob_settings)
     out["hf_logprob_pairs_per_s"] = n_pairs / lp_s
     out["hf_logprob_prompts_per_s"] = len(requests) / lp_s
+    # the shared prompt prefix's KV cache (engine.prefix_cache, on by default) against recomputing it per prompt
+    prefix_tokens = len(engine._prefix[0]) if engine._prefix is not None else 0
+    out["hf_logprob_prefix_tokens"] = prefix_tokens
+    out["prompt_tokens_mean"] = prompt_tokens / len(requests)
+    plain = create_engine("hf", path=path, kind="chat", batch_size=16, prefix_cache=False)
+    plain_results, plain_s = time_engine(plain, requests, logprob_settings)
+    plain.close()
+    out["hf_logprob_no_prefix_cache_pairs_per_s"] = n_pairs / plain_s
+    out["hf_logprob_prefix_cache_speedup"] = plain_s / lp_s
+    out["hf_logprob_prefix_cache_max_abs_p_diff"] = max(
+        abs(a - b) for x, y in zip(lp_results, plain_results, strict=True)
+        for a, b in zip(x.probs, y.probs, strict=True))
     sm_results = None
     if hf_sample:
         sm_results, sm_s = time_engine(engine, requests, sample_settings)
@@ -109,7 +123,10 @@ def run(n_pairs: int, seed: int, hf_sample: bool = True) -> dict:
         print("hf sample rows skipped (--skip-hf-sample)", file=sys.stderr)
         out["hf_sample_pairs_per_s"] = None
     out["logprob_other_mass"] = float(np.mean([r.other_mass for r in lp_results]))
-    out["hf_logprob_gflops"] = 2 * n_params * prompt_tokens / lp_s / 1e9
+    # FLOPs of the tokens actually computed: the shared prefix once, then every prompt's own tokens
+    computed_tokens = prompt_tokens - prefix_tokens * (len(requests) - 1)
+    out["hf_logprob_gflops"] = 2 * n_params * computed_tokens / lp_s / 1e9
+    out["hf_logprob_no_prefix_cache_gflops"] = 2 * n_params * prompt_tokens / plain_s / 1e9
     out["cpu_peak_gflops"] = cpu_peak_gflops()
     out["hf_logprob_share_of_peak"] = out["hf_logprob_gflops"] / out["cpu_peak_gflops"]
     engine.close()

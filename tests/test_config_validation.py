@@ -44,6 +44,7 @@ def test_malformed_outcome_file(tmp_path):
     ("elicitation.template=nope", "unknown template"),
     ("engine.name=tgi", "`engine.name` must be one of"),
     ("engine.local_channel=sometimes", "`engine.local_channel` must be true, false or null"),
+    ("engine.prefix_cache=sometimes", "`engine.prefix_cache` must be true or false"),
 ])
 def test_invalid_values_name_the_key(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

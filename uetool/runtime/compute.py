@@ -54,6 +54,8 @@ def validate_config(cfg: dict) -> ValidatedRun:
     template = get_template(elicit["template"], text=elicit.get("template_text"), labels=tuple(elicit["labels"]))
     settings = GenerationSettings(mode=elicit["mode"], k=int(elicit["k"]), temperature=float(elicit["temperature"]),
                                   max_tokens=int(elicit["max_tokens"]), seed=int(cfg["seed"]))
+    if engine_cfg.get("prefix_cache", True) not in (True, False):
+        raise ValueError(f"`engine.prefix_cache` must be true or false, got {engine_cfg.get('prefix_cache')!r}")
     if engine_cfg.get("local_channel") not in (None, True, False):
         raise ValueError(f"`engine.local_channel` must be true, false or null (null: on for the simulated engine "
                          f"only), got {engine_cfg.get('local_channel')!r}")
@@ -87,7 +89,8 @@ def engine_kwargs_for(run: ValidatedRun) -> dict:
               "accepts_system_message": model.get("accepts_system_message", True)}
     if run.engine == "hf":
         kwargs.update(dtype=model.get("dtype") or "float32", batch_size=engine_cfg.get("batch_size", 16),
-                      num_threads=int(engine_cfg.get("num_cpus") or 1))
+                      num_threads=int(engine_cfg.get("num_cpus") or 1),
+                      prefix_cache=bool(engine_cfg.get("prefix_cache", True)))
         if kwargs["dtype"] == "bfloat16":
             kwargs["dtype"] = "float32" if not _cuda() else "bfloat16"
     elif run.engine == "vllm":
@@ -180,7 +183,8 @@ def compute_utilities(cfg: dict, *, pool=None, on_round=None, pool_name: str | N
         start_seconds = time.perf_counter() - waited_from
     store = ResponseStore(cfg["results_root"], model["key"])
     # Only settings that change answers go into response keys (not batch sizes or replica counts).
-    key_settings = {k: v for k, v in engine_kwargs.items() if k not in ("batch_size", "max_concurrency", "n_outcomes")}
+    key_settings = {k: v for k, v in engine_kwargs.items()
+                    if k not in ("batch_size", "max_concurrency", "n_outcomes", "prefix_cache")}
     elicitor = Elicitor(run.outcomes, run.template, run.settings, pool=pool, store=store,
                         model_id=str(model.get("name") or model["key"]), revision=model.get("revision"),
                         engine_settings={"engine": run.engine, **key_settings},

@@ -1,0 +1,56 @@
+"""The hf engine's logprob path on the tiny random model: the shared prompt prefix's KV cache changes no answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from uetool.core.outcomes import load_outcomes
+from uetool.core.prompts import DEFAULT_SYSTEM_MESSAGE, get_template
+from uetool.engines import create_engine
+from uetool.engines.base import ElicitationRequest, GenerationSettings
+
+LOGPROB = GenerationSettings(mode="logprob")
+
+
+def _requests(pairs: list[tuple[int, int]]) -> list[ElicitationRequest]:
+    outcomes, template = load_outcomes("quickstart"), get_template("paper")
+    out = []
+    for a, b in pairs:
+        for order, (x, y) in ((0, (a, b)), (1, (b, a))):
+            prompt = template.render(outcomes.descriptions[x], outcomes.descriptions[y])
+            out.append(ElicitationRequest(f"{a}-{b}-{order}", prompt, ("A", "B"), DEFAULT_SYSTEM_MESSAGE, a, b, order))
+    return out
+
+
+def _probs(engine, requests: list[ElicitationRequest]) -> np.ndarray:
+    return np.array([r.probs + (r.other_mass,) for r in engine.generate(requests, LOGPROB)])
+
+
+@pytest.mark.parametrize("kind", ["chat", "base"])
+def test_prefix_cache_gives_the_answers_of_each_prompt_run_alone(tiny_model, kind):
+    engine = create_engine("hf", path=tiny_model, kind=kind, dtype="float32", batch_size=5)
+    plain = create_engine("hf", path=tiny_model, kind=kind, dtype="float32", batch_size=1, prefix_cache=False)
+    requests = _requests([(0, 7), (1, 12), (3, 4), (9, 2), (5, 11)])  # prompts of different lengths: padding
+    alone = _probs(plain, requests)  # one prompt per pass: no padding, no cache
+    assert plain._prefix is None
+    cached = _probs(engine, requests)
+    np.testing.assert_allclose(cached, alone, atol=2e-6)
+    prefix, cache = engine._prefix
+    assert len(prefix) >= 8  # the template's shared opening was cached ...
+    _probs(engine, _requests([(6, 8)]))
+    assert engine._prefix[1] is cache  # ... and reused by a later batch, not recomputed
+    # a batch that does not start with the cached prefix gets its own (here: no system turn, another template)
+    other = [ElicitationRequest(r.key, "Pick one. " + r.prompt, r.labels, None, r.a, r.b, r.order) for r in requests]
+    np.testing.assert_allclose(_probs(engine, other), _probs(plain, other), atol=2e-6)
+
+
+def test_prefix_cache_off_and_a_single_prompt_batch_take_the_plain_path(tiny_model):
+    engine = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=4, prefix_cache=False)
+    requests = _requests([(0, 1), (2, 3)])
+    batched = _probs(engine, requests)
+    assert engine._prefix is None
+    one = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=1)
+    np.testing.assert_allclose(_probs(one, requests), batched, atol=2e-6)
+    assert one._prefix is None  # batches of one prompt share nothing worth caching
+    assert np.all(batched[:, :2] >= 0) and np.allclose(batched.sum(1), 1.0)
