@@ -140,6 +140,14 @@ def test_background_writes_are_durable_after_flush_and_a_failed_write_is_never_k
     os.makedirs(store.path)
     assert "lost" not in store and len(store) == 0  # the cache was dropped and re-read from what is on disk
 
+    shutil.rmtree(store.path)
+    open(store.path, "w").close()
+    with pytest.raises(StoreWriteError, match="could not be written to .*m"):
+        store.append(_batch(["lost too"], [["A"]]))  # written on this thread: the same error, at once
+    os.remove(store.path)
+    os.makedirs(store.path)
+    assert "lost too" not in store and len(store) == 0
+
 
 def test_shard_writer_stores_every_shard_and_the_last_on_the_calling_thread(tmp_path):
     """The pool's on_shard hook: shards written in the background while more are due, the last one inline (it

@@ -1,7 +1,7 @@
 """transformers engine: the CPU default, batched with left padding; sample and logprob modes.
 
 Logprob mode computes the prompt prefix every request shares (chat template, system turn and the template's
-opening text: ~60% of a paper prompt's tokens on SmolLM2) once, and runs each batch only on what follows it,
+opening text: 43 of a paper prompt's ~92 tokens on SmolLM2) once, and runs each batch only on what follows it,
 reading the logits of the last position alone.
 """
 

@@ -180,7 +180,10 @@ class ResponseStore:
                 self._writer = ThreadPoolExecutor(1, thread_name_prefix="uetool-store-writer")  # parts stay ordered
             self._pending.append(self._writer.submit(self._write, table))
         else:
-            self._write(table)
+            try:
+                self._write(table)
+            except Exception as err:  # nothing was cached: the rows stay missing and are asked again
+                raise StoreWriteError(f"a response part could not be written to {self.path}: {err}") from err
         return len(self._remember(rows, checked=True))
 
     def flush(self, *, raise_errors: bool = True) -> None:
