@@ -73,11 +73,13 @@ def cpu_peak_gflops() -> float:
 
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     torch.mm(a, b)
-    start = time.perf_counter()
-    reps = 5
-    for _ in range(reps):
-        torch.mm(a, b)
-    return 2 * 2048**3 * reps / (time.perf_counter() - start) / 1e9
+    best = float("inf")
+    for _ in range(5):  # the best of several trials: a shared VM's speed drifts by +-15% (one trial once gave 154)
+        start = time.perf_counter()
+        for _ in range(3):
+            torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048**3 * 3 / best / 1e9
 
 
 def time_engine(engine, requests, settings) -> tuple[list, float]:
