@@ -54,3 +54,14 @@ def test_prefix_cache_off_and_a_single_prompt_batch_take_the_plain_path(tiny_mod
     np.testing.assert_allclose(_probs(one, requests), batched, atol=2e-6)
     assert one._prefix is None  # batches of one prompt share nothing worth caching
     assert np.all(batched[:, :2] >= 0) and np.allclose(batched.sum(1), 1.0)
+
+
+def test_sample_mode_prefills_each_prompt_once_and_draws_the_same_samples(tiny_model):
+    settings = GenerationSettings(mode="sample", k=6, temperature=1.0, max_tokens=5, seed=3)
+    requests = _requests([(0, 7), (4, 2)])
+    reused = create_engine("hf", path=tiny_model, kind="chat", dtype="float32")
+    plain = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", prefix_cache=False)
+    got = [r.texts for r in reused.generate(requests, settings)]
+    assert got == [r.texts for r in plain.generate(requests, settings)]
+    assert all(len(texts) == 6 for texts in got) and len({t for texts in got for t in texts}) > 1  # not one sample
+    assert got == [r.texts for r in reused.generate(requests, settings)]  # the seed decides, run after run

@@ -1,8 +1,9 @@
 """transformers engine: the CPU default, batched with left padding; sample and logprob modes.
 
-Logprob mode computes the prompt prefix every request shares (chat template, system turn and the template's
-opening text: 43 of a paper prompt's ~92 tokens on SmolLM2) once, and runs each batch only on what follows it,
-reading the logits of the last position alone.
+Prompt KV caches are reused (`prefix_cache`): logprob mode computes the prompt prefix every request shares (chat
+template, system turn and the template's opening text: 43 of a paper prompt's ~92 tokens on SmolLM2) once, runs
+each batch only on what follows it and reads the logits of the last position alone; sample mode runs each prompt
+once for its K samples instead of K times.
 """
 
 from __future__ import annotations
@@ -82,15 +83,29 @@ class HFEngine:
         results = []
         for request in batch:
             enc = self._encode(self._texts([request]))
-            torch.manual_seed(request_seed(request, settings.seed))
+            k = settings.k if do_sample else 1
             with torch.inference_mode():
+                inputs = self._prefilled(enc, k) if self.prefix_cache and k > 1 else {**enc, "num_return_sequences": k}
+                torch.manual_seed(request_seed(request, settings.seed))
                 generated = self.model.generate(
-                    **enc, max_new_tokens=settings.max_tokens, do_sample=do_sample,
+                    **inputs, max_new_tokens=settings.max_tokens, do_sample=do_sample,
                     temperature=settings.temperature if do_sample else None, top_p=None, top_k=None,
-                    num_return_sequences=settings.k if do_sample else 1, pad_token_id=self.tokenizer.pad_token_id)
+                    pad_token_id=self.tokenizer.pad_token_id)
             texts = self.tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             results.append(ElicitationResult(request.key, texts=texts if do_sample else texts * settings.k))
         return results
+
+    def _prefilled(self, enc, k: int) -> dict:
+        """generate() inputs for k samples of one prompt whose KV cache is computed once, not once per sample
+        (num_return_sequences copies the prompt k times before the prefill): every prompt token but the last is
+        run here and the cache repeated k ways; generate() then runs only the last token and the new ones. The
+        same seed draws the same samples either way (the logits agree to ~1e-6)."""
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if ids.shape[1] < 2:
+            return {**enc, "num_return_sequences": k}
+        cache = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True)[self._cache_name]
+        cache.batch_repeat_interleave(k)
+        return {"input_ids": ids.repeat(k, 1), "attention_mask": mask.repeat(k, 1), self._cache_name: cache}
 
     def _logprob(self, batch: list[ElicitationRequest]) -> list[ElicitationResult]:
         torch = self._torch
