@@ -62,9 +62,12 @@ class HFEngine:
     def _texts(self, requests: list[ElicitationRequest]) -> list[str]:
         return [render_prompt(self.tokenizer, r, self.kind, self.accepts_system_message) for r in requests]
 
+    def _tokenize(self, texts: list[str], **options):
+        # chat templates already carry their special tokens
+        return self.tokenizer(texts, add_special_tokens=self.kind == "base", **options)
+
     def _encode(self, texts: list[str]):
-        add_special = self.kind == "base"  # chat templates already carry their special tokens
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(self.device)
+        return self._tokenize(texts, return_tensors="pt", padding=True).to(self.device)
 
     def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
         out: list[ElicitationResult] = []
@@ -85,7 +88,7 @@ class HFEngine:
             enc = self._encode(self._texts([request]))
             k = settings.k if do_sample else 1
             with torch.inference_mode():
-                inputs = self._prefilled(enc, k) if self.prefix_cache and k > 1 else {**enc, "num_return_sequences": k}
+                inputs = self._generate_inputs(enc, k)
                 torch.manual_seed(request_seed(request, settings.seed))
                 generated = self.model.generate(
                     **inputs, max_new_tokens=settings.max_tokens, do_sample=do_sample,
@@ -95,13 +98,13 @@ class HFEngine:
             results.append(ElicitationResult(request.key, texts=texts if do_sample else texts * settings.k))
         return results
 
-    def _prefilled(self, enc, k: int) -> dict:
-        """generate() inputs for k samples of one prompt whose KV cache is computed once, not once per sample
-        (num_return_sequences copies the prompt k times before the prefill): every prompt token but the last is
-        run here and the cache repeated k ways; generate() then runs only the last token and the new ones. The
-        same seed draws the same samples either way (the logits agree to ~1e-6)."""
+    def _generate_inputs(self, enc, k: int) -> dict:
+        """generate() inputs for k samples of one prompt. With `prefix_cache` the prompt's KV cache is computed
+        once, not once per sample (num_return_sequences copies the prompt k times before the prefill): every
+        prompt token but the last is run here and the cache repeated k ways; generate() then runs only the last
+        token and the new ones. The same seed draws the same samples either way (the logits agree to ~1e-6)."""
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        if ids.shape[1] < 2:
+        if not self.prefix_cache or k < 2 or ids.shape[1] < 2:
             return {**enc, "num_return_sequences": k}
         cache = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True)[self._cache_name]
         cache.batch_repeat_interleave(k)
@@ -109,7 +112,7 @@ class HFEngine:
 
     def _logprob(self, batch: list[ElicitationRequest]) -> list[ElicitationResult]:
         torch = self._torch
-        ids = self.tokenizer(self._texts(batch), add_special_tokens=self.kind == "base")["input_ids"]
+        ids = self._tokenize(self._texts(batch))["input_ids"]
         with torch.inference_mode():
             prefix = self._shared_prefix(ids) if self.prefix_cache else ()
             logits = self._last_logits(ids, prefix)
