@@ -41,7 +41,7 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         result, wall = core_run()
         core_walls.append(wall)
     if runtime == "ray":
-        from uetool.runtime.benchmark import RayPath  # engine pool of Ray actors + durable store
+        from ray_path import RayPath  # engine pool of Ray actors + durable store
 
         path = RayPath(n, agent_kind, k, seed, config)
         try:

@@ -90,7 +90,7 @@ def time_engine(engine, requests, settings) -> tuple[list, float]:
 
 
 def run(n_pairs: int, seed: int, hf_sample: bool = True) -> dict:
-    from uetool.weights import resolve_smollm2
+    from uetool.engines.weights import resolve_smollm2
 
     path = str(resolve_smollm2())
     requests, _ = build_requests(n_pairs, seed)

@@ -35,7 +35,7 @@ def resolve_sweep(results_dir: str, sweep: str | None) -> tuple[str, str]:
     """(results root, sweep name) from a results root (+ optional name) or a sweep directory."""
     import pyarrow.fs as pafs
 
-    from uetool.core.results import resolve_filesystem
+    from uetool.io.layout import ResultsLayout
 
     trimmed = results_dir.rstrip("/")
     parent, _, name = trimmed.rpartition("/")
@@ -46,7 +46,7 @@ def resolve_sweep(results_dir: str, sweep: str | None) -> tuple[str, str]:
         return root, name
     if sweep:
         return trimmed, sweep
-    fs, path = resolve_filesystem(trimmed)
+    fs, path = ResultsLayout(trimmed).filesystem
     info = fs.get_file_info(f"{path}/sweeps")
     if info.type != pafs.FileType.Directory:
         raise UsageError(f"{trimmed}/sweeps does not exist: no sweep has written results under {trimmed}")

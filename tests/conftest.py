@@ -34,7 +34,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    from uetool.weights import build_tiny_random
+    from uetool.engines.weights import build_tiny_random
 
     return str(build_tiny_random(tmp_path_factory.mktemp("models") / "tiny-random"))
 

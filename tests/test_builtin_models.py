@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uetool.weights import resolve_model_path
+from uetool.engines.weights import resolve_model_path
 
 
 @pytest.mark.slow

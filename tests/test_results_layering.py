@@ -9,7 +9,7 @@ import pytest
 from uetool.core.active import ActiveLearningConfig, run_active_learning
 from uetool.core.agents import ThurstonianAgent
 from uetool.core.outcomes import OutcomeSet
-from uetool.core.results import METRIC_KEYS, import_reference_results, read_results, utilities_frame, write_results
+from uetool.io.results import METRIC_KEYS, import_reference_results, read_results, utilities_frame, write_results
 
 
 def test_write_read_roundtrip_with_pandas_alone(tmp_path):
@@ -44,7 +44,7 @@ def test_import_reference_results(tmp_path):
 
 
 def test_core_imports_no_ray_torch_or_omegaconf():
-    code = ("import sys, uetool.core.active, uetool.core.results, uetool.core.parsing, uetool.core.prompts;"
+    code = ("import sys, uetool.core.active, uetool.io.results, uetool.core.parsing, uetool.core.prompts;"
             "bad = [m for m in ('ray', 'torch', 'omegaconf', 'vllm', 'transformers') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import ROOT, compose
 from uetool.engines.base import ElicitationRequest, GenerationSettings
+from uetool.io.store import ResponseStore
 from uetool.runtime.compute import compute_utilities
-from uetool.runtime.store import ResponseStore
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -14,9 +14,9 @@ import pytest
 from uetool.engines.base import ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
 from uetool.engines.replies import Replies
 from uetool.engines.simulated import SimulatedEngine
+from uetool.io.result_columns import ResultColumns
+from uetool.io.store import ResponseStore, StoreWriteError, key_prefix
 from uetool.runtime.elicit import _ShardWriter
-from uetool.runtime.result_columns import ResultColumns
-from uetool.runtime.store import ResponseStore, StoreWriteError, key_prefix
 
 ROWS = [["A", "B", "A"], [], [None, "Both have merits."], ["B"], ["I'm sorry", None, "A", "A"]]
 

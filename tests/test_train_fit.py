@@ -11,9 +11,9 @@ from uetool.core.active import ActiveLearningConfig, run_active_learning
 from uetool.core.agents import ThurstonianAgent
 from uetool.core.graph import sample_new_pairs
 from uetool.core.thurstonian import bootstrap_intervals, fit_thurstonian
-from uetool.runtime.bootstrap import BootstrapProblem, bootstrap_intervals_many, bootstrap_intervals_ray
+from uetool.fit.bootstrap import BootstrapProblem, bootstrap_intervals_many, bootstrap_intervals_ray
+from uetool.fit.ray_train import fit_function_for, fit_thurstonian_ray_train, validate_fit_backend
 from uetool.runtime.compute import validate_config
-from uetool.runtime.train_fit import fit_function_for, fit_thurstonian_ray_train, validate_fit_backend
 
 
 def _edges(n: int, seed: int, per_outcome: float = 2.0):

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from uetool.core.trends import load_sweep, metrics_table, trend_statistics, utility_convergence
+from uetool.core.trends import metrics_table, trend_statistics, utility_convergence
+from uetool.io.sweep_records import load_sweep
 from uetool.reporting import write_sweep_report
 
 ROOT = Path(__file__).resolve().parent.parent

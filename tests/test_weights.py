@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from uetool import weights
+from uetool.engines import weights
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": 'Option A:\nX\n\nOption B:\nY\n\nPlease respond with only "A" or "B".'}]
@@ -25,7 +25,7 @@ def tiny_loaded(tiny):
 
 
 def test_import_is_light():
-    code = "import sys, uetool.weights; assert not {'torch', 'transformers', 'tokenizers'} & set(sys.modules)"
+    code = "import sys, uetool.engines.weights; assert not {'torch', 'transformers', 'tokenizers'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

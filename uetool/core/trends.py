@@ -11,21 +11,15 @@ Everything here is pure numpy/scipy/pandas; plots and HTML live in `uetool.repor
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import warnings
 
 import numpy as np
 import pandas as pd
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from scipy.stats import rankdata
 
-from .results import resolve_filesystem
-
 __all__ = ["HEADLINE_METRICS", "TREND_METRICS", "metrics_table", "trend_statistics", "utility_convergence",
-           "load_sweep", "sweep_dir"]
+           "check_record"]
 
 HEADLINE_METRICS = ("holdout_accuracy", "average_confidence", "log10_cycle_probability", "hard_cycle_rate",
                     "refusal_rate", "position_bias")
@@ -35,27 +29,6 @@ TREND_METRICS = HEADLINE_METRICS + ("holdout_log_loss", "train_accuracy", "train
 _STATUSES = ("done", "failed")
 # Bookkeeping keys of metrics.json that are not a property of the model's preferences.
 _NOT_METRICS = {"model", "seed"}
-
-
-def sweep_dir(results_root: str, sweep_name: str) -> str:
-    """`<results_root>/sweeps/<sweep_name>` as a path on the root's filesystem (local path or URI)."""
-    if not sweep_name or "/" in sweep_name or sweep_name in (".", ".."):
-        raise ValueError(f"sweep name must be a plain directory name, got {sweep_name!r}")
-    _, root = resolve_filesystem(results_root)
-    return f"{root}/sweeps/{sweep_name}"
-
-
-def _check_record(record: object, where: str) -> dict:
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: a sweep record must be a JSON object, got {type(record).__name__}")
-    if not isinstance(record.get("model"), str) or not record["model"]:
-        raise ValueError(f"{where}: sweep record lacks a 'model' key (string)")
-    if record.get("status") not in _STATUSES:
-        raise ValueError(f"{where}: 'status' must be one of {list(_STATUSES)}, got {record.get('status')!r}")
-    metrics = record.get("metrics")
-    if metrics is not None and not isinstance(metrics, dict):
-        raise ValueError(f"{where}: 'metrics' must be an object or null, got {type(metrics).__name__}")
-    return record
 
 
 def _as_float(value: object) -> float:
@@ -69,13 +42,26 @@ def _is_numeric(value: object) -> bool:
     return value is None or isinstance(value, numbers.Real)
 
 
+def check_record(record: object, where: str) -> dict:
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a sweep record must be a JSON object, got {type(record).__name__}")
+    if not isinstance(record.get("model"), str) or not record["model"]:
+        raise ValueError(f"{where}: sweep record lacks a 'model' key (string)")
+    if record.get("status") not in _STATUSES:
+        raise ValueError(f"{where}: 'status' must be one of {list(_STATUSES)}, got {record.get('status')!r}")
+    metrics = record.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise ValueError(f"{where}: 'metrics' must be an object or null, got {type(metrics).__name__}")
+    return record
+
+
 def metrics_table(records: list[dict]) -> pd.DataFrame:
     """One row per model: model, status, capability, every numeric metric, seconds_total, error, note.
 
     Sorted by capability (models without one last), then by model key. A metric column exists when some record
     reports it with a numeric value; string-valued entries of metrics.json (engine names ...) are left out.
     """
-    records = [_check_record(r, f"record {i} ({r.get('model') if isinstance(r, dict) else r!r})")
+    records = [check_record(r, f"record {i} ({r.get('model') if isinstance(r, dict) else r!r})")
                for i, r in enumerate(records)]
     seen = [m for m in [k for r in records for k in (r.get("metrics") or {})] if m not in _NOT_METRICS]
     keys = list(dict.fromkeys(seen))
@@ -255,64 +241,3 @@ def utility_convergence(utilities: dict[str, pd.DataFrame], capability: dict[str
     spread = pd.DataFrame(rows, columns=["model", "capability", "neighbour_std", "n_neighbours", "neighbours"])
     spread.attrs["n_shared_outcomes"] = len(shared)
     return similarity, spread
-
-
-def _read_json(fs: pafs.FileSystem, path: str) -> object:
-    with fs.open_input_stream(path) as f:
-        text = f.read().decode("utf-8")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: malformed JSON ({err})") from err
-
-
-def _exists(fs: pafs.FileSystem, path: str) -> bool:
-    return fs.get_file_info(path).type == pafs.FileType.File
-
-
-def load_sweep(results_root: str, sweep_name: str) -> tuple[list[dict], dict[str, pd.DataFrame]]:
-    """The sweep's model records (sorted by model key) and each finished model's utilities.
-
-    A "done" record whose utilities.parquet is missing is kept but flagged: its `note` says what is missing and
-    it has no utilities entry. A done record with `metrics: null` takes metrics.json from its results directory.
-    Raises FileNotFoundError when the sweep has no records, ValueError naming the file of a malformed record.
-    """
-    fs, root = resolve_filesystem(results_root)
-    base = sweep_dir(results_root, sweep_name)
-    models_dir = f"{base}/models"
-    if fs.get_file_info(base).type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"sweep directory {base} does not exist")
-    if fs.get_file_info(models_dir).type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"sweep {sweep_name!r} has no model records: {models_dir} does not exist")
-    # Only *.json: atomic writers leave "<name>.json.<suffix>.tmp" files mid-write.
-    paths = sorted(info.path for info in fs.get_file_info(pafs.FileSelector(models_dir))
-                   if info.type == pafs.FileType.File and info.path.endswith(".json"))
-    if not paths:
-        raise FileNotFoundError(f"sweep {sweep_name!r} has no model records in {models_dir}")
-    records, utilities = [], {}
-    for path in paths:
-        record = dict(_check_record(_read_json(fs, path), path))
-        if record["status"] != "done":
-            records.append(record)
-            continue
-        rel = record.get("results_dir")
-        if not isinstance(rel, str) or not rel:
-            record["note"] = "record has no results_dir"
-            records.append(record)
-            continue
-        results = f"{root}/{rel.strip('/')}"
-        if record.get("metrics") is None and _exists(fs, f"{results}/metrics.json"):
-            record["metrics"] = _read_json(fs, f"{results}/metrics.json")
-        if _exists(fs, f"{results}/utilities.parquet"):
-            with fs.open_input_file(f"{results}/utilities.parquet") as f:
-                utilities[record["model"]] = pq.read_table(f).to_pandas()
-        else:
-            record["note"] = f"results missing: {results}/utilities.parquet"
-            warnings.warn(f"sweep {sweep_name!r}: model {record['model']!r} is done but {results}/utilities.parquet "
-                          "is missing; it is left out of the utility analyses", stacklevel=2)
-        records.append(record)
-    keys = [r["model"] for r in records]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise ValueError(f"{models_dir}: several record files name the same model {duplicates}")
-    return sorted(records, key=lambda r: r["model"]), utilities

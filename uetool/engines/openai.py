@@ -25,9 +25,12 @@ from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-import httpx
+try:  # optional dependency (the `openai` extra); the engine's constructor says so when it is missing
+    import httpx
+except ImportError:  # pragma: no cover - exercised only without the extra
+    httpx = None  # type: ignore[assignment]
 
-from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings
+from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings, PerRequestEngine
 
 __all__ = ["OpenAIEngine"]
 
@@ -61,10 +64,12 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
-class OpenAIEngine:
+class OpenAIEngine(PerRequestEngine):
     """Engine for an OpenAI-compatible `/chat/completions` endpoint (OpenAI, vLLM serve, llama.cpp, ...)."""
 
     name = "openai"
+    answer_settings = ("model", "api_base", "accepts_system_message")
+    options = {"max_concurrency": 16}
 
     def __init__(
         self,
@@ -78,8 +83,9 @@ class OpenAIEngine:
         timeout_s: float = 60.0,
         supports_n: bool = True,
         accepts_system_message: bool = True,
-        **_ignored: Any,
     ) -> None:
+        if httpx is None:
+            raise ImportError("the openai engine needs httpx", name="httpx")
         if not model:
             raise EngineError("the openai engine needs a `model` name")
         if max_concurrency < 1:
@@ -111,7 +117,8 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------------ public protocol
 
-    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
+    def answer_requests(self, requests: list[ElicitationRequest],
+                        settings: GenerationSettings) -> list[ElicitationResult]:
         if self._closed:
             raise EngineError("this OpenAIEngine has been closed")
         requests = list(requests)

@@ -1,19 +1,30 @@
-"""Simulated engine: the core's agents answering real prompts' bookkeeping (a, b, order) with text.
+"""Simulated engines: the core's agents answering requests with text, against known ground truth.
 
-It lets every job run end to end against known ground truth (tests, benchmarks, method validation). Its replies
-go through the same parser and store as a model's.
+They let every job run end to end against known utilities (tests, benchmarks, method validation); their replies go
+through the same parser and store as a model's.
+
+- `SimulatedEngine` ("simulated") answers from each request's bookkeeping (a, b, order) alone, so the runtime
+  neither renders prompts for it nor ships them.
+- `PromptReadingSimulatedEngine` ("simulated_text") reads the rendered prompt: its utilities move with the wording of
+  the question (everything in the prompt except the two outcome descriptions), by `wording_sensitivity` standard
+  deviations per outcome, seeded by the wording; it answers in the request's own labels. The same wording always
+  gives the same agent, so a robustness suite can measure how far paraphrases, label sets and framings move
+  utilities against a closed-form truth: the true utilities under two wordings correlate c^2 / (c^2 + s^2) in
+  expectation (ground truth N(0, c^2) with c = `scale`, sensitivity s).
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
-from ..core.agents import make_agent
+from ..core.agents import ThurstonianAgent, make_agent
 from ..core.parsing import FIRST, REFUSAL, SECOND, UNPARSEABLE
-from .base import ElicitationRequest, ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
+from .base import GenerationSettings, RequestBatch, ResultBatch, check_mode
 from .replies import Replies
 
-__all__ = ["SimulatedEngine"]
+__all__ = ["SimulatedEngine", "PromptReadingSimulatedEngine"]
 
 _REFUSAL_TEXT = "I'm sorry, but I can't choose between these options."
 _UNPARSEABLE_TEXT = "Both have merits."
@@ -29,13 +40,21 @@ def _reply_vocab(labels) -> list[str]:
 
 class SimulatedEngine:
     name = "simulated"
+    modes = ("sample", "logprob", "generate")
+    reads_text = False
+    # every constructor argument defines the agent, so every one changes answers
+    answer_settings = ("agent", "n_outcomes", "seed", "scale", "bias", "refusal_rate")
+    options = {"agent": "thurstonian", "scale": 1.0}
+    # a replica answers 1,000 requests in about a millisecond: small shards would only add round trips
+    shard_size = 1000
 
     def __init__(self, agent: str = "thurstonian", n_outcomes: int = 2, seed: int = 0, scale: float = 1.0,
-                 bias: float = 0.3, refusal_rate: float = 0.2, **_ignored) -> None:
+                 bias: float = 0.3, refusal_rate: float = 0.2) -> None:
         self.agent_kind = agent
         self._agents: dict[int, object] = {}
         self._params = {"n_outcomes": n_outcomes, "seed": seed, "scale": scale, "bias": bias,
                         "refusal_rate": refusal_rate}
+        make_agent(agent, n_outcomes, k=1, seed=seed, scale=scale, bias=bias, refusal_rate=refusal_rate)  # validate
 
     def _agent(self, k: int):
         if k not in self._agents:
@@ -44,53 +63,90 @@ class SimulatedEngine:
                                          bias=p["bias"], refusal_rate=p["refusal_rate"])
         return self._agents[k]
 
-    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
-        if not requests:
-            return []
-        agent = self._agent(settings.k)
-        results: list[ElicitationResult | None] = [None] * len(requests)
-        for order in (0, 1):
-            idx = [i for i, r in enumerate(requests) if r.order == order]
-            if not idx:
-                continue
-            pairs = np.array([[requests[i].a, requests[i].b] for i in idx], np.int64)
-            if settings.mode == "logprob":
-                first, second = (pairs[:, 0], pairs[:, 1]) if order == 0 else (pairs[:, 1], pairs[:, 0])
-                p_first = agent.first_option_probability(first, second)
-                for j, i in enumerate(idx):
-                    results[i] = ElicitationResult(requests[i].key, probs=(float(p_first[j]), float(1 - p_first[j])),
-                                                   other_mass=0.0)
-                continue
-            codes = agent.choices(pairs, order)
-            for j, i in enumerate(idx):
-                vocab = _reply_vocab(requests[i].labels)
-                results[i] = ElicitationResult(requests[i].key, texts=[vocab[c] for c in codes[j].tolist()])
-        return results  # type: ignore[return-value]
-
-    def generate_batch(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
-        """The same answers as `generate`, computed on columns (the runtime's fast path for large simulations)."""
-        n = len(batch)
-        agent = self._agent(settings.k)
-        nan = np.full(n, np.nan)
-        p_first = nan.copy()
-        # choice codes index the reply vocabulary directly
-        codes = np.zeros((n, settings.k), np.int32)
-        for order in (0, 1):
-            idx = np.flatnonzero(batch.order == order)
-            if not len(idx):
-                continue
-            pairs = np.stack([batch.a[idx], batch.b[idx]], axis=1)
-            if settings.mode == "logprob":
-                first, second = (pairs[:, 0], pairs[:, 1]) if order == 0 else (pairs[:, 1], pairs[:, 0])
-                p_first[idx] = agent.first_option_probability(first, second)
-            else:
-                codes[idx] = agent.choices(pairs, order)
-        if settings.mode == "logprob":
-            return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, Replies.empty(n), p_first,
-                               1.0 - p_first, np.zeros(n), [None] * n)
-        return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order,
-                           Replies.uniform(_reply_vocab(batch.labels), codes), nan,
-                           nan.copy(), nan.copy(), [None] * n)
+    def generate(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
+        check_mode(self, settings)
+        return _answer(self._agent(settings.k), batch, np.arange(len(batch)), settings,
+                       ResultBuilder(batch, settings)).result()
 
     def close(self) -> None:
         self._agents.clear()
+
+
+class PromptReadingSimulatedEngine(SimulatedEngine):
+    name = "simulated_text"
+    reads_text = True
+    answer_settings = (*SimulatedEngine.answer_settings, "wording_sensitivity", "outcomes")
+    options = {"agent": "thurstonian", "scale": 1.0, "wording_sensitivity": 0.5}
+
+    def __init__(self, outcomes: list[str], wording_sensitivity: float = 0.5, **agent) -> None:
+        if wording_sensitivity < 0:
+            raise ValueError(f"`engine.wording_sensitivity` must be >= 0, got {wording_sensitivity}")
+        super().__init__(n_outcomes=len(outcomes), **agent)
+        if self.agent_kind != "thurstonian":
+            raise ValueError("the simulated_text engine reacts to wording through a Thurstonian agent's utilities; "
+                             f"`engine.agent` must be 'thurstonian', got {self.agent_kind!r}")
+        self.outcomes = list(outcomes)
+        self.sensitivity = float(wording_sensitivity)
+        self._by_wording: dict[tuple[str, int], ThurstonianAgent] = {}
+
+    def wording(self, prompt: str, first: int, second: int) -> str:
+        """The prompt's wording: the prompt with the two options' descriptions replaced by placeholders."""
+        return prompt.replace(self.outcomes[first], "\x00first\x00").replace(self.outcomes[second], "\x00second\x00")
+
+    def agent_for(self, wording: str, k: int) -> ThurstonianAgent:
+        """The ground-truth agent this wording meets: base utilities + sensitivity * N(0, 1), seeded by the wording."""
+        if (wording, k) not in self._by_wording:
+            base = self._agent(k)
+            digest = hashlib.blake2b(wording.encode(), digest_size=8).digest()
+            rng = np.random.default_rng([self._params["seed"], int.from_bytes(digest, "little")])
+            shift = self.sensitivity * rng.standard_normal(len(self.outcomes))
+            self._by_wording[(wording, k)] = ThurstonianAgent(base.mean + shift, base.variance, k, base.seed)
+        return self._by_wording[(wording, k)]
+
+    def generate(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
+        check_mode(self, settings)
+        flipped = batch.order == 1
+        first, second = np.where(flipped, batch.b, batch.a), np.where(flipped, batch.a, batch.b)
+        groups: dict[str, list[int]] = {}
+        for i, (prompt, x, y) in enumerate(zip(batch.prompts, first.tolist(), second.tolist(), strict=True)):
+            groups.setdefault(self.wording(prompt, x, y), []).append(i)
+        builder = ResultBuilder(batch, settings)
+        for wording, rows in groups.items():
+            _answer(self.agent_for(wording, settings.k), batch, np.asarray(rows, np.int64), settings, builder)
+        return builder.result()
+
+
+class ResultBuilder:
+    """Collects an agent's answers for rows of a batch into one ResultBatch."""
+
+    def __init__(self, batch: RequestBatch, settings: GenerationSettings) -> None:
+        n = len(batch)
+        self.batch, self.logprob = batch, settings.mode == "logprob"
+        self.p_first = np.full(n, np.nan)
+        self.codes = np.zeros((n, settings.k), np.int32)  # choice codes index the reply vocabulary directly
+
+    def result(self) -> ResultBatch:
+        batch, n = self.batch, len(self.batch)
+        keys = list(batch.keys)
+        if self.logprob:
+            return ResultBatch(keys, batch.a, batch.b, batch.order, Replies.empty(n), self.p_first,
+                               1.0 - self.p_first, np.zeros(n), [None] * n)
+        nan = np.full(n, np.nan)
+        return ResultBatch(keys, batch.a, batch.b, batch.order, Replies.uniform(_reply_vocab(batch.labels), self.codes),
+                           nan, nan.copy(), nan.copy(), [None] * n)
+
+
+def _answer(agent, batch: RequestBatch, rows: np.ndarray, settings: GenerationSettings,
+            builder: ResultBuilder) -> ResultBuilder:
+    """The agent's answers to `rows` of the batch, written into the builder (each order in one vectorised call)."""
+    for order in (0, 1):
+        idx = rows[batch.order[rows] == order]
+        if not len(idx):
+            continue
+        pairs = np.stack([batch.a[idx], batch.b[idx]], axis=1)
+        if settings.mode == "logprob":
+            first, second = (pairs[:, 0], pairs[:, 1]) if order == 0 else (pairs[:, 1], pairs[:, 0])
+            builder.p_first[idx] = agent.first_option_probability(first, second)
+        else:
+            builder.codes[idx] = agent.choices(pairs, order)
+    return builder

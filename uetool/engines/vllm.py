@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings
-from .prompting import label_token_ids, render_prompt, request_seed
+from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings, PerRequestEngine
+from .chat_format import label_token_ids, render_prompt, request_seed
 
 __all__ = ["VLLMEngine"]
 
@@ -33,23 +33,23 @@ def _on_cpu() -> bool:
     return bool(current_platform.is_cpu())
 
 
-class VLLMEngine:
+class VLLMEngine(PerRequestEngine):
     name = "vllm"
+    # GPU memory share, prefix caching and tensor parallelism change speed, not answers
+    answer_settings = ("path", "revision", "kind", "accepts_system_message", "dtype", "max_model_len")
+    options = {"gpu_memory_utilization": 0.9, "enable_prefix_caching": True}
 
     def __init__(self, path: str, revision: str | None = None, kind: str = "chat", accepts_system_message: bool = True,
                  dtype: str | None = None, max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
                  enable_prefix_caching: bool = True, tensor_parallel_size: int = 1, seed: int = 0,
-                 **kwargs) -> None:
+                 **kwargs) -> None:  # kwargs: `engine.kwargs`, passed to vllm.LLM
         try:
             import vllm
         except ImportError as err:
             # create_engine turns this into "install the extra"; keep the module name for its message
             raise ImportError(f"the vllm engine needs the `vllm` package ({err})", name=err.name or "vllm") from err
-        from ..weights import resolve_model_path
+        from .weights import resolve_model_path
 
-        # engine-pool plumbing that other engines use; vLLM sizes its own batches and threads
-        for key in ("batch_size", "num_threads", "max_concurrency", "device"):
-            kwargs.pop(key, None)
         if _on_cpu():
             # vLLM 0.32 rewinds a seeded request's torch.Generator after a partial (chunked) prefill; a CPU generator
             # cannot rewind ("CPU Generator does not use offset") and the engine dies as soon as a batch of sampled
@@ -81,7 +81,8 @@ class VLLMEngine:
         # the same rule as the hf engine: chat templates already carry their special tokens, raw prompts get them
         return self.tokenizer.encode(text, add_special_tokens=self.kind == "base")
 
-    def generate(self, requests: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
+    def answer_requests(self, requests: list[ElicitationRequest],
+                        settings: GenerationSettings) -> list[ElicitationResult]:
         results: list[ElicitationResult | None] = [None] * len(requests)
         prompts, params, index, label_ids = [], [], [], []
         budget = 1 if settings.mode == "logprob" else settings.max_tokens

@@ -24,8 +24,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..core.results import _write_bytes, resolve_filesystem
-from ..core.trends import HEADLINE_METRICS, load_sweep, metrics_table, sweep_dir, trend_statistics, utility_convergence
+from ..core.trends import HEADLINE_METRICS, metrics_table, trend_statistics, utility_convergence
+from ..io.files import write_atomic
+from ..io.layout import ResultsLayout
+from ..io.sweep_records import load_sweep
 from . import plots
 from .page import SweepPage, fmt_number, render_page
 
@@ -174,16 +176,16 @@ def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int =
     """
     records, utilities = load_sweep(str(results_root), sweep_name)
     files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot)
-    fs, _ = resolve_filesystem(str(results_root))
-    out_dir = sweep_dir(str(results_root), sweep_name)
+    layout = ResultsLayout(str(results_root))
+    fs, out_dir = layout.filesystem[0], layout.sweep_dir(sweep_name)
     html = files.pop("report.html")
     for name, data in files.items():
-        _write_bytes(fs, f"{out_dir}/{name}", data)
+        write_atomic(fs, f"{out_dir}/{name}", data)
     # a plot of an earlier report whose metric is no longer drawn would otherwise sit beside the new page
     for info in fs.get_file_info(pafs.FileSelector(out_dir)):
         if info.base_name.endswith(".png") and info.base_name not in files:
             fs.delete_file(info.path)
-    _write_bytes(fs, f"{out_dir}/report.html", html)
+    write_atomic(fs, f"{out_dir}/report.html", html)
     if isinstance(fs, pafs.LocalFileSystem):
         return Path(out_dir) / "report.html"
     return f"{str(results_root).rstrip('/')}/sweeps/{sweep_name}/report.html"

@@ -19,7 +19,7 @@ from ..core.parsing import parse_reply
 from ..core.prompts import FLIPPED, ORIGINAL, PromptTemplate
 from ..engines.base import GenerationSettings, RequestBatch, ResultBatch
 from ..engines.replies import Replies
-from .store import ResponseStore, key_prefix
+from ..io.store import ResponseStore, key_prefix
 
 __all__ = ["Elicitor", "ElicitationStats"]
 

@@ -1,336 +1,261 @@
 """Engine replicas as long-lived Ray actors, and a pool that shards request batches over them.
 
 A replica loads its model once and serves every round and every outcome set of a job. A shard whose actor dies
-(process killed, node lost, OOM) is sent again to a fresh replica that replaces the dead one, so the job
-completes with the same results; results reach the caller shard by shard, so they can be stored as they arrive.
+(process killed, node lost, OOM) is sent again to a fresh replica that replaces the dead one, so the job completes
+with the same results; results reach the caller shard by shard, so they can be stored as they arrive.
+
+Every replica that asks for resources gets its own placement group, so that waiting for resources is separate from
+loading the model: the wait has a timeout (`pool.start_timeout_s`) and an error naming what is missing, a request
+no node of the cluster could ever hold fails at once, and a replaced replica's group is removed with it. The pool
+is a context manager: whatever it placed is released on exit, also when its engines fail to load.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import secrets
-import shutil
-import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import wait as wait_for_connections
 
 import numpy as np
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..core.progress import progress_bar
-from ..engines import create_engine, engine_reads_text
-from ..engines.base import ElicitationRequest, ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
-from .channel import ChannelServer, ReplicaChannel, ReplicaLost
+from ..engines import create_engine, engine_class
+from ..engines.base import GenerationSettings, RequestBatch, ResultBatch
+from .config import PoolResources, replica_bundles
 
-__all__ = ["EngineActor", "EnginePool", "replica_bundles"]
-
-# a channel silent this long gets its replica's liveness checked through Ray (an engine's child process can hold a
-# dead replica's socket open, so end-of-file alone is not proof)
-_LIVENESS_CHECK_S = 30.0
+__all__ = ["EngineActor", "EnginePool", "PoolStartError", "replica_bundles"]
 
 # a replica's process is gone (a RayTaskError is the engine's own exception, even when it wraps one of these)
 _ACTOR_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
+_WAIT_REPORT_S = 60.0  # while waiting for resources, say what is awaited this often
+
+
+class PoolStartError(RuntimeError):
+    """The pool's replicas cannot be placed: the cluster can never hold them, or they waited past the timeout."""
 
 
 class EngineActor:
     """One engine replica (wrapped by ray.remote in the pool)."""
 
-    def __init__(self, engine: str, engine_kwargs: dict) -> None:
-        self.engine = create_engine(engine, **engine_kwargs)
-        self._lock = threading.Lock()  # Ray calls and a local channel's thread take turns on the engine
-        self._channel: ChannelServer | None = None
+    def __init__(self, engine: str, engine_arguments: dict) -> None:
+        self.engine = create_engine(engine, **engine_arguments)
 
-    def generate(self, requests: list[ElicitationRequest] | RequestBatch,
-                 settings: GenerationSettings) -> list[ElicitationResult] | ResultBatch:
-        """Lists in, lists out; a RequestBatch in, a ResultBatch out (columns travel cheaper through Ray)."""
-        with self._lock:
-            if not isinstance(requests, RequestBatch):
-                return self.engine.generate(requests, settings)
-            fast = getattr(self.engine, "generate_batch", None)
-            if fast is not None:
-                return fast(requests, settings)
-            return ResultBatch.from_results(self.engine.generate(requests.to_requests(), settings), requests)
-
-    def generate_packed(self, payload: bytes) -> bytes:
-        """`generate` on a pickled (RequestBatch, settings), answering with `_results_to_wire`.
+    def generate(self, payload: bytes) -> bytes:
+        """`engine.generate` on a pickled (RequestBatch, settings), answered in the compact wire format.
 
         Ray serialises every numpy array of an argument or return value out of band, which costs about 0.5-0.9 ms
-        per array per call on a 2-core machine (measured), more than a simulated engine needs to answer a shard;
-        one in-band pickle travels as plain bytes for about 0.05 ms.
+        per array per call on a 2-core machine (measured); one in-band pickle travels as plain bytes for ~0.05 ms.
         """
         batch, settings = pickle.loads(payload)
-        return _results_to_wire(self.generate(batch, settings))
-
-    def open_channel(self, authkey: bytes, driver_node: str | None) -> str | None:
-        """Serve `generate_packed` over a local channel (see channel.py) when this replica runs on the driver's
-        node; returns the socket's address, or None on another node (the pool then keeps to Ray calls)."""
-        if driver_node is None or ray.get_runtime_context().get_node_id() != driver_node:
-            return None
-        self._channel = ChannelServer(self.generate_packed, authkey)
-        return self._channel.address
+        return _results_to_wire(self.engine.generate(batch, settings))
 
     def pid(self) -> int:
         return os.getpid()
 
 
-def replica_bundles(tensor_parallel_size: int, num_cpus: float = 1.0) -> list[dict]:
-    """Placement-group bundles for one replica: one GPU bundle per tensor-parallel rank (none on CPU)."""
-    if tensor_parallel_size <= 0:
-        return [{"CPU": num_cpus}]
-    return [{"GPU": 1.0, "CPU": num_cpus} for _ in range(tensor_parallel_size)]
+def _describe(bundles: list[dict]) -> str:
+    total: dict[str, float] = {}
+    for bundle in bundles:
+        for k, v in bundle.items():
+            total[k] = total.get(k, 0.0) + v
+    what = " and ".join(f"{v:g} {k}{'s' if v != 1 else ''}" for k, v in sorted(total.items(), reverse=True))
+    return f"{what} in one node" if len(bundles) > 1 else what
+
+
+def check_placeable(bundles: list[dict]) -> None:
+    """Fail now, naming what is missing, when no alive node of the cluster could ever hold the replica (STRICT_PACK:
+    all its bundles on one node). On an autoscaling cluster, skip this (`pool.autoscale=true`)."""
+    if not bundles:
+        return
+    need = {k: sum(b.get(k, 0.0) for b in bundles) for k in {k for b in bundles for k in b}}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
+        return
+    have = ", ".join(sorted({" + ".join(f"{node.get(k, 0.0):g} {k}" for k in sorted(need, reverse=True))
+                             for node in nodes})) or "no alive nodes"
+    raise PoolStartError(f"an engine replica needs {_describe(bundles)}; the cluster's nodes have {have}. Use a "
+                         "cluster with such nodes, lower pool.num_cpus / pool.num_gpus or the model's "
+                         "tensor_parallel_size, or set pool.autoscale=true on an autoscaling cluster")
 
 
 class EnginePool:
-    def __init__(self, engine: str, engine_kwargs: dict, *, replicas: int = 1, num_cpus: float = 1.0,
-                 num_gpus: float = 0.0, tensor_parallel_size: int = 1, shard_size: int = 64,
+    def __init__(self, engine: str, engine_arguments: dict, *, replicas: int = 1, num_cpus: float = 1.0,
+                 num_gpus: float = 0.0, tensor_parallel_size: int = 1, shard_size: int | None = None,
                  max_in_flight_per_replica: int = 2, max_shard_retries: int = 3, progress: bool = True,
-                 name: str | None = None, namespace: str | None = None, local_channel: bool = False) -> None:
-        """`local_channel`: carry shards to replicas on the driver's node over a Unix socket instead of Ray calls
-        (see channel.py; worth it where an engine answers a shard in about a millisecond, i.e. simulated)."""
+                 name: str | None = None, namespace: str | None = None, start_timeout_s: float | None = None,
+                 autoscale: bool = False) -> None:
+        """Places and starts `replicas` engine replicas; any failure releases what was placed before it raises.
+
+        `start_timeout_s`: how long a replica may wait for its resources (None: as long as it takes, e.g. a sweep's
+        models queueing for each other's GPUs). Prefer `with EnginePool(...) as pool:`.
+        """
         if replicas < 1:
             raise ValueError(f"engine pool `replicas` must be >= 1, got {replicas}")
-        self.engine, self.engine_kwargs = engine, dict(engine_kwargs)
-        self.num_cpus, self.num_gpus, self.tp = num_cpus, num_gpus, tensor_parallel_size
-        self.shard_size, self.max_in_flight = shard_size, max_in_flight_per_replica
-        self.max_shard_retries, self.progress = max_shard_retries, progress
+        self.engine, self.engine_arguments = engine, dict(engine_arguments)
+        self.reads_text = bool(engine_class(engine).reads_text)
+        self.num_cpus, self.num_gpus, self.tp = float(num_cpus), float(num_gpus), int(tensor_parallel_size)
+        self.shard_size = int(shard_size or engine_class(engine).shard_size)
+        self.max_in_flight, self.max_shard_retries = max_in_flight_per_replica, max_shard_retries
+        self.progress = progress
+        self.start_timeout_s = start_timeout_s
         # named replicas ("<name>/<slot>.<generation>") show up by model in `ray list actors` and can be found
         # (and, in failure tests, killed) from outside the process that owns the pool
         self.name, self.namespace = name, namespace
-        self.reads_text = engine_reads_text(engine)
-        self._groups: list = []
-        self._generation = [0] * replicas
-        self.actors = [self._new_actor(slot) for slot in range(replicas)]
+        self.bundles = replica_bundles(self.tp, self.num_cpus, self.num_gpus)
         self.replacements = 0
-        self.local_channel = local_channel
-        self._channels: list[ReplicaChannel] | None = None  # opened at the first run(); None: Ray calls
+        self._generation = [0] * replicas
+        self._groups: list = [None] * replicas
+        self.actors: list = []
+        try:
+            if not autoscale:
+                check_placeable(self.bundles)
+            self.actors = [self._new_actor(slot) for slot in range(replicas)]
+        except BaseException:
+            self.shutdown()
+            raise
+
+    @classmethod
+    def for_resources(cls, engine_arguments: dict, resources: PoolResources, **options) -> EnginePool:
+        return cls(resources.engine, engine_arguments, replicas=resources.replicas, num_cpus=resources.num_cpus,
+                   num_gpus=resources.num_gpus, tensor_parallel_size=resources.tensor_parallel_size,
+                   shard_size=resources.shard_size, **options)
+
+    def __enter__(self) -> EnginePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
 
     def actor_name(self, slot: int) -> str | None:
         return None if self.name is None else f"{self.name}/{slot}.{self._generation[slot]}"
 
+    def _placement(self, slot: int) -> dict:
+        """Actor options that place a replica: in a fresh placement group once its resources are reserved."""
+        if not self.bundles:
+            return {"num_cpus": 0, "num_gpus": 0}
+        group = placement_group(self.bundles, strategy="STRICT_PACK")
+        self._groups[slot] = group
+        started = time.monotonic()
+        while True:
+            limit = self.start_timeout_s
+            left = None if limit is None else limit - (time.monotonic() - started)
+            step = _WAIT_REPORT_S if left is None else max(0.0, min(left, _WAIT_REPORT_S))
+            try:
+                ray.get(group.ready(), timeout=step)
+                break
+            except GetTimeoutError:
+                waited = time.monotonic() - started
+                free = ray.available_resources()
+                status = f"{free.get('CPU', 0.0):g} CPUs and {free.get('GPU', 0.0):g} GPUs are free now"
+                if limit is not None and waited >= limit:
+                    raise PoolStartError(
+                        f"engine replica {slot} of '{self.engine}' waited {waited:.0f} s for {_describe(self.bundles)} "
+                        f"(pool.start_timeout_s={limit:g}); {status}. Other jobs may hold them: wait for them, or "
+                        "raise pool.start_timeout_s") from None
+                print(f"engine replica {slot} of '{self.engine}' waiting for {_describe(self.bundles)} "
+                      f"({waited:.0f} s so far; {status})", flush=True)
+        if len(self.bundles) > 1:
+            # tensor parallel: the engine's own workers (vLLM's Ray executor) take the group's GPU bundles
+            return {"num_cpus": 0, "num_gpus": 0, "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                group, placement_group_capture_child_tasks=True)}
+        # one bundle: the replica itself takes it (so that Ray assigns it the bundle's GPU, if any)
+        bundle = self.bundles[0]
+        return {"num_cpus": bundle.get("CPU", 0.0), "num_gpus": bundle.get("GPU", 0.0),
+                "scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)}
+
     def _new_actor(self, slot: int):
-        options: dict = {"max_restarts": 0, "max_concurrency": 1}
+        options: dict = {"max_restarts": 0, "max_concurrency": 1, **self._placement(slot)}
         if self.name is not None:
             options.update(name=self.actor_name(slot), namespace=self.namespace)
-        if self.num_gpus > 0 and self.tp > 1:
-            # tensor parallel: reserve tp GPU bundles; the engine's workers are scheduled inside the group
-            group = placement_group(replica_bundles(self.tp, self.num_cpus), strategy="STRICT_PACK")
-            # no timeout: in a sweep, a model whose GPUs are busy queues until Ray can place it
-            ray.get(group.ready())
-            self._groups.append(group)
-            options.update(num_cpus=0, num_gpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
-                group, placement_group_capture_child_tasks=True))
-        else:
-            options.update(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
-        return ray.remote(EngineActor).options(**options).remote(self.engine, self.engine_kwargs)
+        return ray.remote(EngineActor).options(**options).remote(self.engine, self.engine_arguments)
 
-    def run(self, requests: list[ElicitationRequest] | RequestBatch, settings: GenerationSettings,
-            on_shard: Callable | None = None) -> list[ElicitationResult] | ResultBatch:
-        """Answer all requests (order kept). `on_shard` sees each shard's results as soon as it completes.
-
-        A list of requests gives a list of results; a RequestBatch gives one ResultBatch.
-        """
+    def run(self, requests: RequestBatch, settings: GenerationSettings,
+            on_shard: Callable[[ResultBatch], None] | None = None) -> ResultBatch:
+        """Answer all requests (order kept). `on_shard` sees each shard's results as soon as it completes."""
+        if not isinstance(requests, RequestBatch):
+            raise TypeError(f"EnginePool.run takes a RequestBatch, got {type(requests).__name__}")
         shards = [requests[i:i + self.shard_size] for i in range(0, len(requests), self.shard_size)]
-        columns = isinstance(requests, RequestBatch)
-        if columns and not self.reads_text:  # keys and prompts stay here; the engine gets only what it reads
+        if not self.reads_text:  # keys and prompts stay here; the engine gets only what it reads
             shipped = [RequestBatch([], [], s.a, s.b, s.order, s.labels, s.system_message) for s in shards]
         else:
             shipped = shards
+        payloads = [pickle.dumps((s, settings), protocol=5) for s in shipped]
         results: list = [None] * len(shards)
         attempts = [0] * len(shards)
-        bar = progress_bar(self.progress, len(requests), desc="requests", unit="req", leave=False)
-
-        def deliver(shard: int, answer) -> None:
-            if columns:
-                answer = _results_from_wire(answer, shards[shard])
-            if on_shard is not None:
-                on_shard(answer)
-            results[shard] = answer
-            bar.update(len(answer))
-
-        def retry(shard: int, err: Exception) -> None:
-            attempts[shard] += 1
-            if attempts[shard] > self.max_shard_retries:
-                raise RuntimeError(f"shard {shard} failed {attempts[shard]} times; last error: {err}") from err
-
-        try:
-            if columns and self._open_channels():
-                payloads = [pickle.dumps((s, settings), protocol=5) for s in shipped]
-                try:
-                    self._run_channels(payloads, deliver, retry)
-                except BaseException:
-                    # answers to this call's other shards may still arrive on the channels: never let a later
-                    # call read them as its own (the next call opens fresh channels)
-                    self._close_channels()
-                    raise
-            else:
-                self._run_ray(shipped, settings, columns, deliver, retry)
-        finally:
-            bar.close()
-        if columns:
-            return ResultBatch.concat(results)
-        return [r for shard in results for r in shard]
-
-    def _run_ray(self, shipped: list, settings: GenerationSettings, columns: bool, deliver: Callable,
-                 retry: Callable) -> None:
-        queue: deque = deque(range(len(shipped)))
+        queue: deque = deque(range(len(shards)))
         pending: dict = {}
         load = [0] * len(self.actors)
-        while queue or pending:
-            while queue and min(load) < self.max_in_flight:
-                slot = load.index(min(load))
-                shard = queue.popleft()
-                actor = self.actors[slot]
-                if columns:
-                    call = actor.generate_packed.remote(pickle.dumps((shipped[shard], settings), protocol=5))
-                else:
-                    call = actor.generate.remote(shipped[shard], settings)
-                pending[call] = (shard, slot, actor)
-                load[slot] += 1
-            # one call in flight (a small round): ray.get waits for it without a separate ray.wait
-            ready = list(pending) if len(pending) == 1 else ray.wait(list(pending), num_returns=1)[0]
-            shard, slot, actor = pending.pop(ready[0])
-            load[slot] -= 1
-            try:
-                answer = ray.get(ready[0])
-            except _ACTOR_LOST as err:
-                if isinstance(err, RayTaskError):
-                    raise
-                retry(shard, err)
-                if self.actors[slot] is actor:  # other shards of the same dead actor must not kill its successor
-                    self._replace(slot)
-                queue.appendleft(shard)
-                continue
-            except RayTaskError as err:
-                raise err.as_instanceof_cause() from None
-            deliver(shard, answer)
-
-    def _run_channels(self, payloads: list[bytes], deliver: Callable, retry: Callable) -> None:
-        channels = self._channels
-        assert channels is not None
-        queue: deque = deque(range(len(payloads)))
-        while queue or any(c.in_flight for c in channels):
-            for slot in sorted(range(len(channels)), key=lambda s: len(channels[s].in_flight)):
+        bar = progress_bar(self.progress, len(requests), desc="requests", unit="req", leave=False)
+        try:
+            while queue or pending:
+                while queue and min(load) < self.max_in_flight:
+                    slot = load.index(min(load))
+                    shard = queue.popleft()
+                    actor = self.actors[slot]
+                    pending[actor.generate.remote(payloads[shard])] = (shard, slot, actor)
+                    load[slot] += 1
+                # one call in flight (a small round): ray.get waits for it without a separate ray.wait
+                ready = list(pending) if len(pending) == 1 else ray.wait(list(pending), num_returns=1)[0]
+                shard, slot, actor = pending.pop(ready[0])
+                load[slot] -= 1
                 try:
-                    while queue and len(channels[slot].in_flight) < self.max_in_flight:
-                        shard = queue.popleft()
-                        channels[slot].send(shard, payloads[shard])
-                except ReplicaLost:
-                    pass  # the receive below first reads any answers it did send, then meets the closed socket
-            busy = {channels[s].conn: s for s in range(len(channels)) if channels[s].in_flight}
-            ready = wait_for_connections(list(busy), timeout=_LIVENESS_CHECK_S)
-            if not ready:  # nothing for a while: a replica whose socket an engine's child process holds open
-                for slot in set(busy.values()):  # may be dead without the socket showing it
-                    if not self._alive(slot):
-                        self._lost(slot, ReplicaLost("engine replica died"), queue, retry)
-                continue
-            for conn in ready:
-                slot = busy[conn]
-                try:
-                    shard, answer = channels[slot].receive()
-                except ReplicaLost as err:
-                    self._lost(slot, err, queue, retry)
+                    answer = ray.get(ready[0])
+                except RayTaskError as err:
+                    raise err.as_instanceof_cause() from None
+                except _ACTOR_LOST as err:
+                    attempts[shard] += 1
+                    if attempts[shard] > self.max_shard_retries:
+                        raise RuntimeError(f"shard {shard} failed {attempts[shard]} times; last error: {err}") from err
+                    if self.actors[slot] is actor:  # other shards of the same dead actor must not kill its successor
+                        self._replace(slot)
+                    queue.appendleft(shard)
                     continue
-                deliver(shard, answer)
+                answer = _results_from_wire(answer, shards[shard])
+                if on_shard is not None:
+                    on_shard(answer)
+                results[shard] = answer
+                bar.update(len(answer))
+        finally:
+            bar.close()
+        return ResultBatch.concat(results)
 
-    def _alive(self, slot: int) -> bool:
-        try:
-            ray.get(self.actors[slot].pid.remote())  # the replica's Ray thread is free while its channel works
-        except _ACTOR_LOST as err:
-            if isinstance(err, RayTaskError):
-                raise
-            return False
-        return True
-
-    def _lost(self, slot: int, err: Exception, queue: deque, retry: Callable) -> None:
-        """A replica's channel closed: its shards in flight go back to the queue (front) for a fresh replica."""
-        assert self._channels is not None
-        lost = list(self._channels[slot].in_flight)
-        for shard in lost:
-            retry(shard, err)
-        queue.extendleft(reversed(lost))
-        self._replace(slot)
-
-    def _open_channels(self) -> bool:
-        """Whether shards go over local channels: asked for, and every replica is on the driver's node."""
-        if not self.local_channel:
-            return False
-        if self._channels is None:
-            channels = [self._connect(slot) for slot in range(len(self.actors))]
-            if any(c is None for c in channels):  # a replica on another node: Ray calls for all, kept simple
-                for c in channels:
-                    if c is not None:
-                        c.close()
-                self.local_channel = False
-                return False
-            self._channels = channels  # type: ignore[assignment]
-        return True
-
-    def _connect(self, slot: int) -> ReplicaChannel | None:
-        """A channel to the replica in `slot` (None: it runs on another node); a replica that dies before its
-        channel is up (at start-up, say) is replaced, up to max_shard_retries times."""
-        for attempt in range(self.max_shard_retries + 1):
-            try:
-                return self._open_channel(self.actors[slot])
-            except (*_ACTOR_LOST, ReplicaLost) as err:
-                if isinstance(err, RayTaskError) or attempt == self.max_shard_retries:
-                    raise
-                self._replace_actor(slot)
-        return None  # unreachable: the loop returns or raises
-
-    def _open_channel(self, actor) -> ReplicaChannel | None:
-        try:
-            driver_node = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - e.g. a Ray Client driver, which runs on no node
-            driver_node = None
-        authkey = secrets.token_bytes(32)
-        address = ray.get(actor.open_channel.remote(authkey, driver_node))
-        if address is None:
-            return None
-        try:
-            return ReplicaChannel(address, authkey)
-        except (OSError, EOFError) as err:  # it died between answering and our connecting
-            shutil.rmtree(os.path.dirname(address), ignore_errors=True)  # same node: its socket directory
-            raise ReplicaLost(f"could not connect to the engine replica's channel: {err!r}") from err
-
-    def _replace_actor(self, slot: int) -> None:
-        try:
-            ray.kill(self.actors[slot], no_restart=True)
-        except Exception:  # noqa: BLE001 - it is already dead
-            pass
+    def _replace(self, slot: int) -> None:
+        """A fresh replica in `slot`; the dead one's actor and placement group are released first."""
+        self._release(slot)
         self._generation[slot] += 1
         self.actors[slot] = self._new_actor(slot)
         self.replacements += 1
 
-    def _replace(self, slot: int) -> None:
-        self._replace_actor(slot)
-        if self._channels is not None:
-            self._channels[slot].close()
-            channel = self._connect(slot)
-            if channel is None:
-                raise RuntimeError("a replacement engine replica was placed on another node than the driver; "
-                                   "set engine.local_channel=false for pools that span nodes")
-            self._channels[slot] = channel
+    def _release(self, slot: int) -> None:
+        if slot < len(self.actors):
+            try:
+                ray.kill(self.actors[slot], no_restart=True)
+            except Exception:  # noqa: BLE001 - it is already dead
+                pass
+        group, self._groups[slot] = self._groups[slot], None
+        if group is not None:
+            try:
+                remove_placement_group(group)
+            except Exception:  # noqa: BLE001 - already removed (e.g. Ray shut down)
+                pass
 
     def pids(self) -> list[int]:
         return ray.get([a.pid.remote() for a in self.actors])
 
-    def _close_channels(self) -> None:
-        for channel in self._channels or []:
-            channel.close()
-        self._channels = None
+    def placement_groups(self) -> list:
+        """The placement groups this pool holds now (one per placed replica)."""
+        return [g for g in self._groups if g is not None]
 
     def shutdown(self) -> None:
-        self._close_channels()
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
-        for group in self._groups:
-            remove_placement_group(group)
-        self.actors, self._groups = [], []
+        for slot in range(len(self._groups)):
+            self._release(slot)
+        self.actors = []
 
 
 def _results_to_wire(results: ResultBatch) -> bytes:

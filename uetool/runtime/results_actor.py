@@ -15,8 +15,10 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..core.results import _write_bytes, resolve_filesystem
-from ..core.trends import load_sweep, metrics_table, sweep_dir, trend_statistics, utility_convergence
+from ..core.trends import metrics_table, trend_statistics, utility_convergence
+from ..io.files import write_atomic
+from ..io.layout import ResultsLayout
+from ..io.sweep_records import load_sweep
 
 __all__ = ["ResultsActor"]
 
@@ -24,8 +26,9 @@ __all__ = ["ResultsActor"]
 class ResultsActor:
     def __init__(self, results_root: str, sweep: str, seed: int = 0, n_boot: int = 1000) -> None:
         self.results_root, self.sweep, self.seed, self.n_boot = str(results_root), sweep, seed, n_boot
-        self._fs, self._root = resolve_filesystem(self.results_root)
-        self._models_dir = f"{sweep_dir(self.results_root, sweep)}/models"
+        self._layout = ResultsLayout(self.results_root)
+        self._fs = self._layout.filesystem[0]
+        self._models_dir = self._layout.sweep_records_dir(sweep)
         self._fs.create_dir(self._models_dir, recursive=True)
         self.records: dict[str, dict] = {}
         self.utilities: dict[str, pd.DataFrame] = {}
@@ -39,11 +42,11 @@ class ResultsActor:
         """Persist one model's record (replacing an earlier one) and take its utilities; returns #records."""
         model = record["model"]
         data = json.dumps(record, indent=1, sort_keys=True, default=_json_default).encode()
-        _write_bytes(self._fs, f"{self._models_dir}/{model}.json", data)
+        write_atomic(self._fs, self._layout.sweep_record(self.sweep, model), data)
         self.records[model] = json.loads(data)
         self.utilities.pop(model, None)
         if record["status"] == "done":
-            path = f"{self._root}/{record['results_dir'].strip('/')}/utilities.parquet"
+            path = f"{self._layout.resolve(record['results_dir'])}/utilities.parquet"
             if self._fs.get_file_info(path).type == pafs.FileType.File:
                 with self._fs.open_input_file(path) as f:
                     self.utilities[model] = pq.read_table(f).to_pandas()

@@ -18,7 +18,8 @@ from pathlib import Path
 import ray
 
 from ..core.progress import progress_bar
-from .compute import compute_utilities, ensure_ray
+from .compute import compute_utilities, run_provenance
+from .ray_session import ensure_ray
 from .results_actor import ResultsActor
 from .sweep_plan import ModelPlan, plan_sweep
 
@@ -44,12 +45,17 @@ def _base_record(plan: ModelPlan, sweep: str) -> dict:
     return {"model": plan.key, "sweep": sweep, "capability": plan.capability, "capability_name": "mmlu",
             "capability_note": plan.config["model"].get("capability_note"), "engine": plan.engine,
             "replicas": plan.replicas, "tensor_parallel_size": plan.tensor_parallel_size,
-            "fingerprint": plan.fingerprint, "results_dir": f"{plan.config['experiment']['name']}/{plan.key}"}
+            "fingerprint": plan.fingerprint,
+            "results_dir": plan.run.layout.relative_run_dir(plan.run.experiment, plan.key)}
 
 
 def _failed_record(plan: ModelPlan, sweep: str, error: str, seconds: dict | None, **extra: object) -> dict:
+    try:
+        prov = run_provenance(plan.run)
+    except OSError:  # the outcome file went away meanwhile: the record still names the error
+        prov = None
     return _base_record(plan, sweep) | {"status": "failed", "metrics": None, "error": error, "seconds": seconds,
-                                        "finished_at": _now(), **extra}
+                                        "provenance": prov, "finished_at": _now(), **extra}
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -57,13 +63,13 @@ def _run_model(plan: ModelPlan, sweep: str) -> dict:
     """One model end to end; any failure becomes a 'failed' record instead of an exception."""
     started = time.perf_counter()
     try:
-        out = compute_utilities(plan.config, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
+        out = compute_utilities(plan.run, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
     except Exception as error:  # noqa: BLE001 - one model's failure must not end the sweep
         return _failed_record(plan, sweep, f"{type(error).__name__}: {error}",
                               {"total": time.perf_counter() - started}, traceback=traceback.format_exc()[-4000:])
     return _base_record(plan, sweep) | {"status": "done", "metrics": out["metrics"], "error": None,
                                         "seconds": out["timings"], "engine_replacements": out["replacements"],
-                                        "finished_at": _now()}
+                                        "provenance": out["provenance"], "finished_at": _now()}
 
 
 def _results_actor(cfg: dict, sweep: str):
@@ -84,7 +90,7 @@ def run_sweep(cfg: dict, conf_dir: Path | str, *, on_record: Callable[[dict], No
     """Run the sweep of the resolved config `cfg`; returns {'sweep', 'records', 'report', 'skipped'}."""
     plans = plan_sweep(cfg, conf_dir)  # every model key and entry is checked before anything starts
     sweep = str(cfg["sweep"]["name"])
-    ensure_ray(cfg)
+    ensure_ray(plans[0].run.ray)
     actor = _results_actor(cfg, sweep)
     finished = ray.get(actor.finished.remote())
     skipped = [p.key for p in plans if finished.get(p.key) == p.fingerprint]

@@ -1,78 +1,106 @@
-"""Sweep planning: which models a sweep runs, each one's full job config, and the resources its engine pool asks.
+"""Sweep planning: which models a sweep runs, each one's typed job config, and the resources its engine pool asks.
 
-No Ray calls here (only the placement-group bundle shapes of `pool.replica_bundles`), so a laptop without GPUs can
-check that the `open_weight` and `paper` sweeps resolve to valid per-model resource requests.
+No Ray calls here, so a laptop without GPUs can check that the `open_weight` and `paper` sweeps resolve to valid
+per-model resource requests. Model entries are composed through Hydra (`conf/model/<key>.yaml`), like a job's.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from ..core.outcomes import load_outcomes
+from .config import PoolResources, RunConfig, pool_resources
 
-from .pool import replica_bundles
-
-__all__ = ["ModelPlan", "plan_sweep", "model_fingerprint", "known_model_keys"]
-
-# Config keys that change what a model answers or how its utilities are fitted; a finished model is reused by a
-# re-submitted sweep only if these are unchanged.
-_FINGERPRINT_KEYS = ("model", "outcomes", "elicitation", "fit", "seed", "experiment")
+__all__ = ["ModelPlan", "plan_sweep", "known_model_keys", "load_model_entry"]
 
 
 @dataclass
 class ModelPlan:
-    """One model of a sweep: its result name, its complete compute_utilities config and its resource request."""
+    """One model of a sweep: its result name, its complete job config (typed and as a dict) and its resources."""
 
     key: str
     config: dict
-    engine: str
-    replicas: int
-    tensor_parallel_size: int
-    num_cpus: float
-    num_gpus_per_replica: float  # on a GPU cluster; CPU engines ask for none
-    bundles: list[dict] = field(default_factory=list)  # placement-group bundles per replica (tp > 1 only)
-    capability: float | None = None
+    run: RunConfig
+    resources: PoolResources
+
+    @property
+    def engine(self) -> str:
+        return self.resources.engine
+
+    @property
+    def replicas(self) -> int:
+        return self.resources.replicas
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        return self.resources.tensor_parallel_size
+
+    @property
+    def num_cpus(self) -> float:
+        return self.resources.num_cpus
+
+    @property
+    def num_gpus_per_replica(self) -> float:
+        return self.resources.num_gpus
+
+    @property
+    def bundles(self) -> list[dict]:
+        """Placement-group bundles of one replica when it is tensor parallel ([] otherwise)."""
+        return self.resources.bundles() if self.resources.tensor_parallel_size > 1 else []
+
+    @property
+    def capability(self) -> float | None:
+        return self.run.model.mmlu
 
     @property
     def fingerprint(self) -> str:
-        return model_fingerprint(self.config)
+        return self.run.fingerprint()
 
 
-def model_fingerprint(cfg: dict) -> str:
-    payload = json.dumps({k: cfg.get(k) for k in _FINGERPRINT_KEYS} | {"engine": cfg["engine"].get("name")},
-                         sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def known_model_keys(conf_dir: Path) -> list[str]:
+def known_model_keys(conf_dir: Path | str) -> list[str]:
     return sorted(p.stem for p in (Path(conf_dir) / "model").glob("*.yaml"))
 
 
-def _load_model(conf_dir: Path, key: str) -> dict:
-    path = Path(conf_dir) / "model" / f"{key}.yaml"
-    if not path.is_file():
+def load_model_entry(conf_dir: Path | str, key: str) -> dict:
+    """conf/model/<key>.yaml composed by Hydra (interpolations resolved), as a plain dict."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
+    from omegaconf import OmegaConf
+
+    if key not in known_model_keys(conf_dir):
         raise ValueError(f"sweep names unknown model {key!r}; known models: {', '.join(known_model_keys(conf_dir))}")
-    return yaml.safe_load(path.read_text())
+    hydra_state = GlobalHydra.instance()
+    try:
+        if hydra_state.is_initialized():  # inside a Hydra app (jobs.sweep): its config path is this conf/
+            composed = compose(config_name=f"model/{key}")
+        else:
+            with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
+                composed = compose(config_name=f"model/{key}")
+    except MissingConfigException as err:
+        raise ValueError(f"sweep model {key!r}: {err}") from err
+    return OmegaConf.to_container(composed, resolve=True)["model"]
 
 
 def _model_entry(conf_dir: Path, entry: object) -> dict:
     """A conf/model key, or {key: <result name>, base: <conf/model key>, <model field>: value, ...}."""
     if isinstance(entry, str):
-        return _load_model(conf_dir, entry)
+        return load_model_entry(conf_dir, entry)
     if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
         raise ValueError(f"a sweep model entry is a conf/model key or a mapping with 'key' (and 'base'), got {entry!r}")
-    base = entry.get("base", entry["key"])
-    model = _load_model(conf_dir, base)
+    model = load_model_entry(conf_dir, entry.get("base", entry["key"]))
     unknown = set(entry) - set(model) - {"key", "base"}
     if unknown:
         raise ValueError(f"sweep entry {entry['key']!r}: unknown model fields {sorted(unknown)}; "
                          f"known: {sorted(model)}")
     model.update({k: v for k, v in entry.items() if k != "base"})
     return model
+
+
+def _overrides(sweep: dict, section: str, engine: str) -> dict:
+    return copy.deepcopy((sweep.get(f"{section}_overrides") or {}).get(engine) or {})
 
 
 def plan_sweep(cfg: dict, conf_dir: Path | str) -> list[ModelPlan]:
@@ -89,7 +117,11 @@ def plan_sweep(cfg: dict, conf_dir: Path | str) -> list[ModelPlan]:
         raise ValueError(f"sweep {name!r} lists no models; give 'sweep.models=[key,...]'")
     if cfg["experiment"]["name"] != "compute_utilities":
         raise ValueError(f"sweeps run experiment=compute_utilities, got {cfg['experiment']['name']!r}")
-    overrides = sweep.get("engine_overrides") or {}
+    known = ("name", "models", "engine_overrides", "pool_overrides", "report_n_boot", "start_timeout_s")
+    unknown = sorted(set(sweep) - set(known))
+    if unknown:
+        raise ValueError(f"unknown `sweep` keys {unknown}; known: {sorted(known)}")
+    outcomes = load_outcomes(cfg["outcomes"]["source"])  # once for all models (and checked before any starts)
     plans, seen = [], set()
     for entry in entries:
         model = _model_entry(Path(conf_dir), entry)
@@ -98,18 +130,16 @@ def plan_sweep(cfg: dict, conf_dir: Path | str) -> list[ModelPlan]:
         seen.add(model["key"])
         model_cfg = copy.deepcopy(cfg)
         model_cfg["model"] = model
-        engine_cfg = model_cfg["engine"]
-        engine = engine_cfg.get("name") or model.get("engine")
-        engine_cfg.update(copy.deepcopy(overrides.get(engine) or {}))
-        engine_cfg["name"] = engine
+        engine = model_cfg["engine"].get("name") or model.get("engine")
+        model_cfg["engine"].update(_overrides(sweep, "engine", engine))
+        model_cfg["engine"]["name"] = engine
+        model_cfg["pool"] = {**(model_cfg.get("pool") or {}), **_overrides(sweep, "pool", engine),
+                             # a sweep's models queue for each other's resources: no start timeout unless asked
+                             "start_timeout_s": sweep.get("start_timeout_s")}
         model_cfg["progress"] = False  # one sweep-level bar; per-model bars from many processes interleave
-        tp = int(model.get("tensor_parallel_size") or 1) if engine == "vllm" else 1
-        replicas = int(engine_cfg.get("replicas") or model.get("replicas") or 1)
-        num_cpus = float(engine_cfg.get("num_cpus") or 1)
-        gpus = engine_cfg.get("num_gpus")
-        gpus = float(tp if engine == "vllm" else 0) if gpus is None else float(gpus)
-        plans.append(ModelPlan(key=model["key"], config=model_cfg, engine=engine, replicas=replicas,
-                               tensor_parallel_size=tp, num_cpus=num_cpus, num_gpus_per_replica=gpus,
-                               bundles=replica_bundles(tp, num_cpus) if gpus > 0 and tp > 1 else [],
-                               capability=model.get("mmlu")))
+        try:
+            run = RunConfig.from_dict(model_cfg, outcomes=outcomes, check_environment=False)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"sweep {name!r}, model {model['key']!r}: {err}") from err
+        plans.append(ModelPlan(key=model["key"], config=model_cfg, run=run, resources=pool_resources(run)))
     return plans

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,43 +22,24 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .graph import PreferenceGraph
-from .outcomes import OutcomeSet
-from .thurstonian import ThurstonianFit
+from ..core.graph import PreferenceGraph
+from ..core.outcomes import OutcomeSet
+from ..core.thurstonian import ThurstonianFit
+from .files import resolve_filesystem, write_atomic
 
 __all__ = ["METRIC_KEYS", "RunResults", "write_results", "read_results", "import_reference_results",
-           "resolve_filesystem", "utilities_frame"]
+           "utilities_frame", "json_safe"]
 
 METRIC_KEYS = ("n_outcomes", "n_edges", "holdout_accuracy", "holdout_log_loss", "train_accuracy",
                "average_confidence", "log10_cycle_probability", "hard_cycle_rate", "unparseable_rate",
                "refusal_rate", "position_bias", "seed")
 
 
-def resolve_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) for a local path or a URI."""
-    text = str(root)
-    if "://" in text:
-        return pafs.FileSystem.from_uri(text)
-    return pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
-
-
-def _write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write then rename, so a crash never leaves a half-written file under the final name.
-
-    The temporary name is unique: two writers of the same file (a sweep's results actor and a user running
-    jobs.report) never interleave bytes in one temporary file.
-    """
-    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, path)
-
-
-def _json_safe(value):
+def json_safe(value):
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -86,7 +66,8 @@ def utilities_frame(outcomes: OutcomeSet, fit: ThurstonianFit, ci_low: np.ndarra
 
 
 def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGraph, metrics: dict,
-                  config_yaml: str | None = None, unparseable_policy: str = "distribution") -> str:
+                  config_yaml: str | None = None, unparseable_policy: str = "distribution", *,
+                  provenance: dict | None = None) -> str:
     """Write the result files into directory `root` (created if needed); returns the directory."""
     fs, path = resolve_filesystem(root)
     fs.create_dir(path, recursive=True)
@@ -96,10 +77,12 @@ def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGr
     for name, frame in (("utilities", utilities), ("edges", graph.to_frame(unparseable_policy))):
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
-        _write_bytes(fs, f"{path}/{name}.parquet", sink.getvalue().to_pybytes())
-    _write_bytes(fs, f"{path}/metrics.json", json.dumps(_json_safe(metrics), indent=2).encode())
+        write_atomic(fs, f"{path}/{name}.parquet", sink.getvalue().to_pybytes())
+    write_atomic(fs, f"{path}/metrics.json", json.dumps(json_safe(metrics), indent=2).encode())
+    if provenance is not None:
+        write_atomic(fs, f"{path}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())
     if config_yaml is not None:
-        _write_bytes(fs, f"{path}/config.yaml", config_yaml.encode())
+        write_atomic(fs, f"{path}/config.yaml", config_yaml.encode())
     return path
 
 

@@ -8,7 +8,7 @@ The edge term is a sum, so it splits over shards of edges: each data-parallel wo
 full objective. `minimise_lbfgs` runs full-batch L-BFGS (strong-Wolfe line search) on one process or, when the
 module is wrapped in DistributedDataParallel, on every worker at once: DDP sums the gradients and the loss value
 the line search compares is all-reduced too, so every worker takes the identical step. Works on any device and
-dtype; float64 on CPU reproduces the scipy fit. No Ray imports here (see `uetool.runtime.train_fit`).
+dtype; float64 on CPU reproduces the scipy fit. No Ray imports here (see `uetool.fit.ray_train`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 For fits too large for one process (hundreds of thousands of outcomes, tens of millions of edges): each worker
 holds only its shard of the edges, DDP sums the shard gradients (gloo on CPU, NCCL on GPUs: Ray Train's TorchConfig
 picks the backend from `use_gpu`), and every worker takes the identical L-BFGS step
-(`uetool.fitting.torch_thurstonian.minimise_lbfgs`). The result is a `ThurstonianFit`, like the local fit's.
+(`uetool.fit.torch_fit.minimise_lbfgs`). The result is a `ThurstonianFit`, like the local fit's.
 
 Edges travel as one Ray object per shard (O(edges) in total, nothing O(n^2)); rank 0 returns theta as the training
 function's return value (Ray Train V2 hands it back as `Result.return_value`; `Result.metrics` would only hold
@@ -21,44 +21,29 @@ from functools import partial
 import numpy as np
 
 from ..core.thurstonian import ThurstonianFit
-from ..fitting.torch_thurstonian import check_edges, fit_from_theta, shard_slices
+from .torch_fit import check_edges, fit_from_theta, shard_slices
 
-__all__ = ["FIT_BACKENDS", "RAY_TRAIN_OPTIONS", "fit_thurstonian_ray_train", "fit_function_for", "validate_fit_backend"]
+__all__ = ["fit_thurstonian_ray_train", "fit_function_for"]
 
-FIT_BACKENDS = ("local", "ray_train")
-# fit.ray_train keys: workers, GPU use, CPUs per worker, float precision, and whether to skip the resource check
-RAY_TRAIN_OPTIONS = {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1.0, "dtype": "float64",
-                     "autoscale": False}
 _DTYPES = ("float64", "float32")
+# Ray rejects bundles without resources: workers that share CPUs held by idle engine replicas ask for one byte of
+# memory instead (any node has it), so they place at once and take no CPU from anyone
+_SHARING_WORKER = {"memory": 1}
 
 
-def validate_fit_backend(fit_cfg: Mapping) -> dict:
-    """Check `fit.backend` and `fit.ray_train`; returns the ray_train options with defaults filled in."""
-    backend = fit_cfg.get("backend", "local") or "local"
-    if backend not in FIT_BACKENDS:
-        raise ValueError(f"`fit.backend` must be one of {FIT_BACKENDS}, got {backend!r}")
-    options = dict(fit_cfg.get("ray_train") or {})
-    unknown = set(options) - set(RAY_TRAIN_OPTIONS)
-    if unknown:
-        raise ValueError(f"unknown `fit.ray_train` keys {sorted(unknown)}; known: {sorted(RAY_TRAIN_OPTIONS)}")
-    options = {**RAY_TRAIN_OPTIONS, **options}
-    if not isinstance(options["num_workers"], int) or options["num_workers"] < 1:
-        raise ValueError(f"`fit.ray_train.num_workers` must be an integer >= 1, got {options['num_workers']!r}")
-    if float(options["cpus_per_worker"]) <= 0:
-        raise ValueError(f"`fit.ray_train.cpus_per_worker` must be > 0, got {options['cpus_per_worker']!r}")
-    if options["dtype"] not in _DTYPES:
-        raise ValueError(f"`fit.ray_train.dtype` must be one of {_DTYPES}, got {options['dtype']!r}")
-    return options
 
+def fit_function_for(options, *, share_node: bool = False) -> Callable[..., ThurstonianFit]:
+    """The Ray Train fit with `fit.ray_train` options (a `RayTrainConfig` or a mapping of its fields), as a function
+    with the signature of the core's `fit_thurstonian`.
 
-def fit_function_for(fit_cfg: Mapping) -> Callable[..., ThurstonianFit] | None:
-    """The fit to use for `fit.backend` (same signature as `fit_thurstonian`); None means the local core fit."""
-    options = validate_fit_backend(fit_cfg)
-    if (fit_cfg.get("backend") or "local") == "local":
-        return None
-    return partial(fit_thurstonian_ray_train, num_workers=options["num_workers"], use_gpu=bool(options["use_gpu"]),
-                   cpus_per_worker=float(options["cpus_per_worker"]), dtype=options["dtype"],
-                   check_resources=not options["autoscale"])
+    `share_node`: the fit runs between the rounds of a job whose engine replicas hold the node's CPUs but sit idle
+    while it fits; when too few CPUs are free, the workers then share them instead of waiting for them.
+    """
+    get = options.get if isinstance(options, Mapping) else lambda k, d=None: getattr(options, k, d)
+    return partial(fit_thurstonian_ray_train, num_workers=int(get("num_workers", 2)),
+                   use_gpu=bool(get("use_gpu", False)), cpus_per_worker=float(get("cpus_per_worker", 1.0)),
+                   dtype=str(get("dtype", "float64")), check_resources=not get("autoscale", False),
+                   share_node=share_node)
 
 
 def _train_loop(config: dict) -> dict | None:
@@ -68,7 +53,7 @@ def _train_loop(config: dict) -> dict | None:
     import ray.train.torch
     import torch
 
-    from ..fitting.torch_thurstonian import EdgeShard, ThurstonianParameters, minimise_lbfgs
+    from .torch_fit import EdgeShard, ThurstonianParameters, minimise_lbfgs
 
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -90,8 +75,9 @@ def _train_loop(config: dict) -> dict | None:
             "converged": converged, "loss": loss}
 
 
-def _workers_that_fit(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> int:
-    """How many workers the cluster can place now (at most `num_workers`); fails fast when none.
+def _workers_that_fit(num_workers: int, cpus_per_worker: float, use_gpu: bool, share_node: bool) -> tuple[int, bool]:
+    """(workers, sharing): how many workers the cluster can place now (at most `num_workers`), and whether they
+    share CPUs held elsewhere; fails fast when none fits and sharing is not allowed.
 
     Without this a fixed-size cluster whose CPUs are held elsewhere (e.g. by the job's own engine replicas) would
     leave the trainer waiting for workers forever. Fewer workers give the same fit up to rounding: only the edge
@@ -103,6 +89,8 @@ def _workers_that_fit(num_workers: int, cpus_per_worker: float, use_gpu: bool) -
     fits = int(free.get("CPU", 0.0) // cpus_per_worker)
     if use_gpu:
         fits = min(fits, int(free.get("GPU", 0.0)))
+    if fits < 1 and share_node and not use_gpu:
+        return num_workers, True
     if fits < 1:
         raise ValueError(f"Ray Train fit needs workers of {cpus_per_worker:g} CPU{' + 1 GPU' if use_gpu else ''} "
                          f"but the cluster has {free.get('CPU', 0.0):g} CPUs and {free.get('GPU', 0.0):g} GPUs free "
@@ -110,20 +98,21 @@ def _workers_that_fit(num_workers: int, cpus_per_worker: float, use_gpu: bool) -
                          "set fit.ray_train.autoscale=true on an autoscaling cluster")
     if fits < num_workers:
         print(f"Ray Train fit: only {fits} of {num_workers} workers fit in the free resources; using {fits}")
-    return min(fits, num_workers)
+    return min(fits, num_workers), False
 
 
 def fit_thurstonian_ray_train(n_outcomes: int, a: np.ndarray, b: np.ndarray, p: np.ndarray,
                               weight: np.ndarray | None = None, *, num_workers: int = 2, use_gpu: bool = False,
                               init: np.ndarray | None = None, prior_log_var: float = 1.0, prior_mean: float = 0.1,
                               tol: float = 1e-9, max_iter: int = 2000, cpus_per_worker: float = 1.0,
-                              dtype: str = "float64", check_resources: bool = True,
+                              dtype: str = "float64", check_resources: bool = True, share_node: bool = False,
                               storage_path: str | None = None) -> ThurstonianFit:
     """Drop-in for `uetool.core.thurstonian.fit_thurstonian`, run by `num_workers` Ray Train workers.
 
     Attaches to the running Ray cluster (or starts a local one). With `check_resources` the worker count is capped
     by the resources free now (an error if not even one worker fits); pass False on autoscaling clusters, where
-    Ray Train then waits for new nodes. `storage_path` is where Ray Train keeps its run
+    Ray Train then waits for new nodes. With `share_node`, workers that find no free CPU share the CPUs of idle
+    engine replicas (see `fit_function_for`). `storage_path` is where Ray Train keeps its run
     state (a temporary directory, removed afterwards, when None); no checkpoints are written.
     """
     import ray
@@ -131,18 +120,24 @@ def fit_thurstonian_ray_train(n_outcomes: int, a: np.ndarray, b: np.ndarray, p: 
     from ray.train.torch import TorchTrainer
 
     a, b, p, w, theta0 = check_edges(n_outcomes, a, b, p, weight, init)
-    options = validate_fit_backend({"backend": "ray_train", "ray_train": {
-        "num_workers": num_workers, "use_gpu": use_gpu, "cpus_per_worker": cpus_per_worker, "dtype": dtype}})
+    if dtype not in _DTYPES:
+        raise ValueError(f"`fit.ray_train.dtype` must be one of {_DTYPES}, got {dtype!r}")
+    if num_workers < 1 or cpus_per_worker <= 0:
+        raise ValueError(f"Ray Train fit needs num_workers >= 1 and cpus_per_worker > 0, got {num_workers}, "
+                         f"{cpus_per_worker}")
     if not ray.is_initialized():
         ray.init()
+    sharing = False
     if check_resources:
-        num_workers = _workers_that_fit(num_workers, float(cpus_per_worker), use_gpu)
+        num_workers, sharing = _workers_that_fit(num_workers, float(cpus_per_worker), use_gpu, share_node)
     # one object per shard: a worker fetches only its own edges
     shards = [ray.put((a[s], b[s], p[s], w[s])) for s in shard_slices(a.size, num_workers)]
     config = {"n_outcomes": int(n_outcomes), "theta0": theta0, "shards": shards, "total_weight": float(w.sum()),
               "prior_log_var": float(prior_log_var), "prior_mean": float(prior_mean), "tol": float(tol),
-              "max_iter": int(max_iter), "dtype": options["dtype"], "cpus_per_worker": float(cpus_per_worker)}
+              "max_iter": int(max_iter), "dtype": dtype, "cpus_per_worker": float(cpus_per_worker)}
     resources = {"CPU": float(cpus_per_worker), **({"GPU": 1.0} if use_gpu else {})}
+    if sharing:
+        resources = dict(_SHARING_WORKER)
     own_storage = storage_path is None
     storage = tempfile.mkdtemp(prefix="uetool-train-fit-") if own_storage else storage_path
     trainer = TorchTrainer(_train_loop, train_loop_config=config,

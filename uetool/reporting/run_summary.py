@@ -6,7 +6,7 @@ import io
 
 import pandas as pd
 
-from ..core.results import _write_bytes
+from ..io.files import write_atomic
 
 __all__ = ["write_utility_plot", "write_summary", "format_summary"]
 
@@ -35,7 +35,7 @@ def write_utility_plot(fs, out_dir: str, utilities: pd.DataFrame, title: str) ->
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     path = f"{out_dir}/utilities_by_category.png"
-    _write_bytes(fs, path, buf.getvalue())
+    write_atomic(fs, path, buf.getvalue())
     return path
 
 
@@ -58,5 +58,5 @@ def format_summary(utilities: pd.DataFrame, metrics: dict, n_show: int = 5) -> s
 
 def write_summary(fs, out_dir: str, utilities: pd.DataFrame, metrics: dict) -> str:
     text = format_summary(utilities, metrics)
-    _write_bytes(fs, f"{out_dir}/summary.txt", text.encode())
+    write_atomic(fs, f"{out_dir}/summary.txt", text.encode())
     return text

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..core.results import resolve_filesystem
 from ..engines.base import ElicitationResult, ResultBatch
 from ..engines.replies import Replies
+from .layout import ResultsLayout
 from .result_columns import ResultColumns
 
 __all__ = ["ResponseStore", "StoreWriteError", "key_prefix"]
@@ -83,10 +83,10 @@ class key_prefix:  # noqa: N801 - used like a function that returns a reusable h
 class ResponseStore:
     """Append-only store of raw engine results for one model, cached in memory as columns."""
 
-    def __init__(self, root: str, model: str) -> None:
-        self.fs, base = resolve_filesystem(root)
-        safe = model.replace("/", "__")
-        self.path = f"{base}/responses/{safe}"
+    def __init__(self, root: str | ResultsLayout, model: str) -> None:
+        layout = root if isinstance(root, ResultsLayout) else ResultsLayout(str(root))
+        self.fs = layout.filesystem[0]
+        self.path = layout.responses_dir(model)
         self.fs.create_dir(self.path, recursive=True)
         self._index: dict[str, int] | None = None
         self._columns = ResultColumns()

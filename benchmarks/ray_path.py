@@ -10,12 +10,12 @@ from __future__ import annotations
 import tempfile
 import time
 
-from ..core.active import ActiveLearningConfig, ActiveLearningResult, run_active_learning
-from ..core.outcomes import OutcomeSet
-from ..core.prompts import get_template
-from ..engines.base import GenerationSettings
-from .elicit import Elicitor
-from .store import ResponseStore
+from uetool.core.active import ActiveLearningConfig, ActiveLearningResult, run_active_learning
+from uetool.core.outcomes import OutcomeSet
+from uetool.core.prompts import get_template
+from uetool.engines.base import GenerationSettings
+from uetool.io.store import ResponseStore
+from uetool.runtime.elicit import Elicitor
 
 __all__ = ["RayPath"]
 
@@ -24,17 +24,17 @@ class RayPath:
     """The loop through an engine pool and a store; each `run()` starts from an empty store and is timed alone."""
 
     def __init__(self, n: int, agent_kind: str, k: int, seed: int, config: ActiveLearningConfig, *,
-                 replicas: int = 2, shard_size: int = 1000, local_channel: bool = True) -> None:
+                 replicas: int = 2, shard_size: int = 1000) -> None:
         import ray
 
-        from .pool import EnginePool
+        from uetool.runtime.pool import EnginePool
 
         if not ray.is_initialized():
             ray.init(num_cpus=max(2, replicas), include_dashboard=False, log_to_driver=False)
         self.n, self.agent_kind, self.k, self.seed, self.config = n, agent_kind, k, seed, config
         self.outcomes = OutcomeSet.from_records([{"description": f"Outcome number {i} happens."} for i in range(n)])
         self.pool = EnginePool("simulated", {"agent": agent_kind, "n_outcomes": n, "seed": seed}, replicas=replicas,
-                               shard_size=shard_size, progress=False, local_channel=local_channel)
+                               shard_size=shard_size, progress=False)
         self.pool.pids()  # replicas are up before timing
 
     def run(self) -> tuple[ActiveLearningResult, float, Elicitor]:

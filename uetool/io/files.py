@@ -1,0 +1,40 @@
+"""Filesystems and atomic writes: every file uetool writes goes through `write_atomic` (local paths or any pyarrow
+filesystem URI such as s3://...)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+__all__ = ["resolve_filesystem", "write_atomic", "file_exists", "read_bytes"]
+
+
+def resolve_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path or a URI."""
+    text = str(root)
+    if "://" in text:
+        return pafs.FileSystem.from_uri(text)
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write then rename, so a crash never leaves a half-written file under the final name.
+
+    The temporary name is unique: two writers of the same file (a sweep's results actor and a user running
+    jobs.report) never interleave bytes in one temporary file.
+    """
+    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
+    with fs.open_output_stream(tmp) as out:
+        out.write(data)
+    fs.move(tmp, path)
+
+
+def file_exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as f:
+        return f.read()

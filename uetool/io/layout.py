@@ -1,0 +1,65 @@
+"""Where every result lives under one results root: the single spelling of the results layout.
+
+    <root>/<experiment>/<model>/[<run>/]     one run's result files (several runs per model where an analysis
+                                             fits one utility function per entity, category, variant or seed)
+    <root>/responses/<model>/                the model's response store (append-only Parquet parts)
+    <root>/sweeps/<sweep>/                   a sweep's records (models/<model>.json), tables and report
+
+The root is a local path or any pyarrow filesystem URI (s3://..., gs://...). Every reader and writer asks this
+object for its paths; nothing else joins them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+from .files import resolve_filesystem
+
+__all__ = ["ResultsLayout", "check_name"]
+
+
+def check_name(value: str, what: str) -> str:
+    """A name used as one directory level: non-empty, no '/', not '.' or '..'."""
+    if not isinstance(value, str) or not value or "/" in value or value in (".", ".."):
+        raise ValueError(f"{what} must be a plain directory name, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    root: str  # as the user gave it (kept for messages and records)
+
+    @property
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """(filesystem, root path on it)."""
+        fs, base = resolve_filesystem(self.root)
+        return fs, base.rstrip("/") or "/"
+
+    def relative_run_dir(self, experiment: str, model: str, run: str | None = None) -> str:
+        """`<experiment>/<model>[/<run>]`, relative to the root (what sweep records store)."""
+        parts = [check_name(experiment, "experiment name"), check_name(model.replace("/", "__"), "model key")]
+        if run is not None:
+            parts.append(check_name(run, "run name"))
+        return "/".join(parts)
+
+    def run_dir(self, experiment: str, model: str, run: str | None = None) -> str:
+        """Absolute path (on `filesystem`) of one run's results."""
+        return f"{self.filesystem[1]}/{self.relative_run_dir(experiment, model, run)}"
+
+    def resolve(self, relative: str) -> str:
+        """A path stored relative to the root (e.g. a sweep record's results_dir) on the root's filesystem."""
+        return f"{self.filesystem[1]}/{relative.strip('/')}"
+
+    def responses_dir(self, model: str) -> str:
+        return f"{self.filesystem[1]}/responses/{model.replace('/', '__')}"
+
+    def sweep_dir(self, sweep: str) -> str:
+        return f"{self.filesystem[1]}/sweeps/{check_name(sweep, 'sweep name')}"
+
+    def sweep_records_dir(self, sweep: str) -> str:
+        return f"{self.sweep_dir(sweep)}/models"
+
+    def sweep_record(self, sweep: str, model: str) -> str:
+        return f"{self.sweep_records_dir(sweep)}/{model.replace('/', '__')}.json"

