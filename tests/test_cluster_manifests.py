@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uetool.runtime.pool import replica_bundles
+from uetool.runtime.config import replica_bundles
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "cluster"
@@ -183,13 +183,13 @@ def test_every_open_weight_model_fits_a_node_type_by_tp_and_memory():
 
 
 def test_replica_placement_groups_fit_a_node_type():
-    num_cpus = float(yaml.safe_load((ROOT / "conf" / "engine" / "vllm.yaml").read_text())["num_cpus"])
+    num_cpus = float(yaml.safe_load((ROOT / "conf" / "pool" / "default.yaml").read_text())["num_cpus"])
     tps = set()
     for source, shapes in _node_shapes().items():
         for model in _open_weight_models():
             tp = max(int(model["tensor_parallel_size"]), 1)
             tps.add(tp)
-            bundles = replica_bundles(tp, num_cpus)
+            bundles = replica_bundles(tp, num_cpus, num_gpus=float(tp))
             assert len(bundles) == tp
             need_gpu, need_cpu = sum(b["GPU"] for b in bundles), sum(b["CPU"] for b in bundles)
             # STRICT_PACK: the whole group on one node

@@ -142,7 +142,8 @@ def test_resource_settings_never_change_request_keys(base, resource):
     (["model=tiny-random"], "model.path=/elsewhere"), (["model=tiny-random"], "model.revision=abc"),
     (["model=tiny-random"], "model.dtype=float16"), (["model=tiny-random"], "model.kind=base"),
     (["model=llama-31-8b-instruct", "engine=vllm"], "model.max_model_len=2048"),
-    (["model=gpt-4o"], "model.api_base=http://other"), (["model=tiny-random", "engine=simulated"], "engine.agent=random"),
+    (["model=gpt-4o"], "model.api_base=http://other"),
+    (["model=tiny-random", "engine=simulated"], "engine.agent=random"),
     (["model=sim-scale-1"], "model.simulated.scale=2"),
     (["model=tiny-random"], "+engine.kwargs.attn_implementation=eager"),
 ])

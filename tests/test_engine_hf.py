@@ -24,7 +24,7 @@ def _requests(pairs: list[tuple[int, int]]) -> list[ElicitationRequest]:
 
 
 def _probs(engine, requests: list[ElicitationRequest]) -> np.ndarray:
-    return np.array([r.probs + (r.other_mass,) for r in engine.generate(requests, LOGPROB)])
+    return np.array([r.probs + (r.other_mass,) for r in engine.answer_requests(requests, LOGPROB)])
 
 
 @pytest.mark.parametrize("kind", ["chat", "base"])
@@ -61,7 +61,7 @@ def test_sample_mode_prefills_each_prompt_once_and_draws_the_same_samples(tiny_m
     requests = _requests([(0, 7), (4, 2)])
     reused = create_engine("hf", path=tiny_model, kind="chat", dtype="float32")
     plain = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", prefix_cache=False)
-    got = [r.texts for r in reused.generate(requests, settings)]
-    assert got == [r.texts for r in plain.generate(requests, settings)]
+    got = [r.texts for r in reused.answer_requests(requests, settings)]
+    assert got == [r.texts for r in plain.answer_requests(requests, settings)]
     assert all(len(texts) == 6 for texts in got) and len({t for texts in got for t in texts}) > 1  # not one sample
-    assert got == [r.texts for r in reused.generate(requests, settings)]  # the seed decides, run after run
+    assert got == [r.texts for r in reused.answer_requests(requests, settings)]  # the seed decides, run after run

@@ -135,7 +135,7 @@ LOGPROB = GenerationSettings(mode="logprob", k=1)
 
 def test_sample_mode_uses_n_and_returns_k_texts_in_request_order(server: FakeServer) -> None:
     engine = make_engine(server)
-    results = engine.generate([req(0, system="be brief"), req(1), req(2)], SAMPLE)
+    results = engine.answer_requests([req(0, system="be brief"), req(1), req(2)], SAMPLE)
     assert [r.key for r in results] == ["k0", "k1", "k2"]
     for i, r in enumerate(results):
         assert r.texts == [f"prompt {i}|{j}" for j in range(4)]
@@ -150,16 +150,27 @@ def test_sample_mode_uses_n_and_returns_k_texts_in_request_order(server: FakeSer
     engine.close()
 
 
-def test_create_engine_builds_openai_and_ignores_unknown_kwargs(server: FakeServer) -> None:
-    engine = create_engine("openai", model="test-model", api_base=server.url + "/", unrelated_option=1)
+def test_create_engine_builds_openai_and_refuses_unknown_settings(server: FakeServer) -> None:
+    with pytest.raises(TypeError, match="unrelated_option"):
+        create_engine("openai", model="test-model", api_base=server.url + "/", unrelated_option=1)
+    engine = create_engine("openai", model="test-model", api_base=server.url + "/")
     assert isinstance(engine, OpenAIEngine) and engine.name == "openai"
-    assert engine.generate([req()], GenerationSettings(k=2))[0].texts == ["prompt 0|0", "prompt 0|1"]
+    assert engine.answer_requests([req()], GenerationSettings(k=2))[0].texts == ["prompt 0|0", "prompt 0|1"]
     assert server.paths == ["/v1/chat/completions"]
+
+
+def test_the_batch_protocol_answers_columns_in_order(server: FakeServer) -> None:
+    from uetool.engines.base import RequestBatch
+
+    engine = create_engine("openai", model="test-model", api_base=server.url + "/")
+    batch = RequestBatch.from_requests([req(0), req(1), req(2)])
+    got = engine.generate(batch, GenerationSettings(k=2))
+    assert got.keys == batch.keys and got.texts.tolist() == [[f"prompt {i}|0", f"prompt {i}|1"] for i in range(3)]
 
 
 def test_without_n_sends_k_separate_requests(server: FakeServer) -> None:
     engine = make_engine(server, supports_n=False)
-    results = engine.generate([req()], SAMPLE)
+    results = engine.answer_requests([req()], SAMPLE)
     assert results[0].texts == ["prompt 0|0"] * 4
     assert server.count == 4
     assert all("n" not in b for b in server.bodies)
@@ -168,13 +179,13 @@ def test_without_n_sends_k_separate_requests(server: FakeServer) -> None:
 
 def test_system_message_omitted_when_not_accepted(server: FakeServer) -> None:
     engine = make_engine(server, accepts_system_message=False)
-    engine.generate([req(0, system="be brief")], SAMPLE)
+    engine.answer_requests([req(0, system="be brief")], SAMPLE)
     assert server.bodies[0]["messages"] == [{"role": "user", "content": "prompt 0"}]
 
 
 def test_logprob_mode_parses_top_logprobs(server: FakeServer) -> None:
     engine = make_engine(server)
-    (result,) = engine.generate([req()], LOGPROB)
+    (result,) = engine.answer_requests([req()], LOGPROB)
     body = server.bodies[0]
     assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
     assert result.probs is not None and result.error is None
@@ -187,7 +198,7 @@ def test_logprob_mode_without_logprobs_raises(server: FakeServer) -> None:
     server.behaviour = lambda n, body: default_reply(n, {**body, "logprobs": False})
     engine = make_engine(server)
     with pytest.raises(EngineError, match="logprob"):
-        engine.generate([req()], LOGPROB)
+        engine.answer_requests([req()], LOGPROB)
 
 
 def test_429_with_retry_after_is_retried(server: FakeServer) -> None:
@@ -199,7 +210,7 @@ def test_429_with_retry_after_is_retried(server: FakeServer) -> None:
     server.behaviour = behaviour
     engine = make_engine(server, initial_backoff_s=30.0, max_backoff_s=30.0)  # only Retry-After keeps this fast
     start = time.monotonic()
-    (result,) = engine.generate([req()], SAMPLE)
+    (result,) = engine.answer_requests([req()], SAMPLE)
     assert time.monotonic() - start < 5
     assert result.error is None and result.texts == [f"prompt 0|{j}" for j in range(4)]
     assert server.count == 2
@@ -210,7 +221,7 @@ def test_500_twice_then_success_is_retried(server: FakeServer) -> None:
         return (500, {}, {"error": "boom"}) if n < 2 else default_reply(n, body)
 
     server.behaviour = behaviour
-    (result,) = make_engine(server).generate([req()], SAMPLE)
+    (result,) = make_engine(server).answer_requests([req()], SAMPLE)
     assert result.error is None and len(result.texts) == 4 and None not in result.texts
     assert server.count == 3
 
@@ -218,7 +229,7 @@ def test_500_twice_then_success_is_retried(server: FakeServer) -> None:
 def test_retries_exhausted_marks_result_failed(server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
     server.behaviour = lambda n, body: (503, {}, {"error": {"message": f"overloaded, key {SECRET}"}})
     with caplog.at_level(logging.DEBUG):
-        results = make_engine(server, max_retries=2).generate([req(0), req(1)], SAMPLE)
+        results = make_engine(server, max_retries=2).answer_requests([req(0), req(1)], SAMPLE)
     assert server.count == 2 * 3  # 1 attempt + 2 retries each
     for r in results:
         assert r.texts == [None] * 4
@@ -229,7 +240,7 @@ def test_retries_exhausted_marks_result_failed(server: FakeServer, caplog: pytes
 
 def test_retries_exhausted_in_logprob_mode(server: FakeServer) -> None:
     server.behaviour = lambda n, body: (500, {}, {})
-    (result,) = make_engine(server, max_retries=1).generate([req()], LOGPROB)
+    (result,) = make_engine(server, max_retries=1).answer_requests([req()], LOGPROB)
     assert result.probs is None and result.error is not None and "500" in result.error
     assert server.count == 2
 
@@ -240,7 +251,7 @@ def test_connection_errors_are_retried_then_counted() -> None:
     fake.stop()  # nothing listens on this port any more
     engine = OpenAIEngine(model="m", api_base=url, max_retries=2, initial_backoff_s=0.01, max_backoff_s=0.02,
                           timeout_s=2.0)
-    (result,) = engine.generate([req()], SAMPLE)
+    (result,) = engine.answer_requests([req()], SAMPLE)
     assert result.texts == [None] * 4
     assert result.error is not None and "connection" in result.error.lower()
 
@@ -250,7 +261,7 @@ def test_permanent_4xx_raises_immediately(server: FakeServer, status: int) -> No
     server.behaviour = lambda n, body: (status, {}, {"error": {"message": f"Incorrect API key provided: {SECRET}"}})
     engine = make_engine(server)
     with pytest.raises(EngineError) as info:
-        engine.generate([req()], SAMPLE)
+        engine.answer_requests([req()], SAMPLE)
     message = str(info.value)
     assert str(status) in message and "test-model" in message and server.url in message
     assert SECRET not in message
@@ -273,18 +284,18 @@ def test_key_never_leaks(server: FakeServer) -> None:
     assert SECRET not in repr(engine) and SECRET not in str(engine)
     assert "test-model" in repr(engine)
     for settings in (SAMPLE, LOGPROB):
-        for result in engine.generate([req(0, system="s")], settings):
+        for result in engine.answer_requests([req(0, system="s")], settings):
             assert SECRET not in repr(result)
     server.behaviour = lambda n, body: (401, {}, {"error": {"message": f"bad key {SECRET}"}})
     with pytest.raises(EngineError) as info:
-        engine.generate([req()], SAMPLE)
+        engine.answer_requests([req()], SAMPLE)
     assert SECRET not in str(info.value) and SECRET not in repr(info.value)
 
 
 def test_concurrency_is_bounded(server: FakeServer) -> None:
     server.delay_s = 0.05
     engine = make_engine(server, max_concurrency=3)
-    results = engine.generate([req(i) for i in range(15)], SAMPLE)
+    results = engine.answer_requests([req(i) for i in range(15)], SAMPLE)
     assert [r.key for r in results] == [f"k{i}" for i in range(15)]
     assert all(r.error is None for r in results)
     assert server.count == 15
@@ -299,7 +310,7 @@ def test_backoff_sleep_releases_the_concurrency_slot(server: FakeServer) -> None
 
     server.behaviour = behaviour
     engine = make_engine(server, max_concurrency=1)
-    results = engine.generate([req(0), req(1)], SAMPLE)
+    results = engine.answer_requests([req(0), req(1)], SAMPLE)
     assert all(r.error is None for r in results)
     prompts = [b["messages"][-1]["content"] for b in server.bodies]
     assert len(prompts) == 3
@@ -313,7 +324,7 @@ def test_generate_works_inside_a_running_event_loop(server: FakeServer) -> None:
     engine = make_engine(server)
 
     async def main() -> list:
-        return engine.generate([req()], SAMPLE)
+        return engine.answer_requests([req()], SAMPLE)
 
     (result,) = asyncio.run(main())
     assert result.texts == [f"prompt 0|{j}" for j in range(4)]
@@ -321,8 +332,8 @@ def test_generate_works_inside_a_running_event_loop(server: FakeServer) -> None:
 
 def test_empty_batch_and_close(server: FakeServer) -> None:
     engine = make_engine(server)
-    assert engine.generate([], SAMPLE) == []
+    assert engine.answer_requests([], SAMPLE) == []
     engine.close()
     with pytest.raises(EngineError):
-        engine.generate([req()], SAMPLE)
+        engine.answer_requests([req()], SAMPLE)
     assert server.count == 0

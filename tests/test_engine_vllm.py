@@ -51,7 +51,7 @@ def hf_engine(tiny_model):
 
 
 def test_logprob_mode_gives_valid_probabilities(vllm_engine):
-    results = vllm_engine.generate(_requests(), GenerationSettings(mode="logprob"))
+    results = vllm_engine.answer_requests(_requests(), GenerationSettings(mode="logprob"))
     assert len(results) == 8
     for r in results:
         assert r.error is None and r.texts == []
@@ -73,8 +73,8 @@ def test_logprob_matches_hf_on_the_same_weights(vllm_engine, hf_engine, kind):
     vllm_engine.kind = hf_engine.kind = kind  # the base-model path ("prompt\n\nAnswer:" + BOS) without a reload
     try:
         requests = _requests()
-        got = vllm_engine.generate(requests, GenerationSettings(mode="logprob"))
-        want = hf_engine.generate(requests, GenerationSettings(mode="logprob"))
+        got = vllm_engine.answer_requests(requests, GenerationSettings(mode="logprob"))
+        want = hf_engine.answer_requests(requests, GenerationSettings(mode="logprob"))
     finally:
         vllm_engine.kind, hf_engine.kind = saved
     for g, w in zip(got, want, strict=True):
@@ -88,8 +88,8 @@ def test_logprob_matches_hf_on_the_same_weights(vllm_engine, hf_engine, kind):
 
 def test_labels_other_than_a_b(vllm_engine, hf_engine):
     requests = [ElicitationRequest(r.key, r.prompt, ("1", "2"), r.system_message) for r in _requests(2)]
-    got = vllm_engine.generate(requests, GenerationSettings(mode="logprob"))
-    want = hf_engine.generate(requests, GenerationSettings(mode="logprob"))
+    got = vllm_engine.answer_requests(requests, GenerationSettings(mode="logprob"))
+    want = hf_engine.answer_requests(requests, GenerationSettings(mode="logprob"))
     for g, w in zip(got, want, strict=True):
         assert g.probs == pytest.approx(w.probs, rel=1e-4)
 
@@ -97,17 +97,17 @@ def test_labels_other_than_a_b(vllm_engine, hf_engine):
 def test_sample_mode_returns_k_texts_and_is_seeded(vllm_engine):
     requests = _requests(3)
     settings = GenerationSettings(mode="sample", k=4, temperature=1.0, max_tokens=6, seed=7)
-    first = vllm_engine.generate(requests, settings)
+    first = vllm_engine.answer_requests(requests, settings)
     assert [len(r.texts) for r in first] == [4] * 6
     assert all(isinstance(t, str) and r.error is None for r in first for t in r.texts)
     # the K samples of one request are distinct draws (a random model almost never repeats 6 tokens)
     assert all(len(set(r.texts)) > 1 for r in first)
-    again = vllm_engine.generate(requests, settings)
+    again = vllm_engine.answer_requests(requests, settings)
     assert [r.texts for r in again] == [r.texts for r in first]
     # a request re-sent alone (a retried shard) draws the same samples as inside its batch
-    alone = vllm_engine.generate(requests[2:3], settings)
+    alone = vllm_engine.answer_requests(requests[2:3], settings)
     assert alone[0].texts == first[2].texts
-    other_seed = vllm_engine.generate(requests, GenerationSettings(mode="sample", k=4, max_tokens=6, seed=8))
+    other_seed = vllm_engine.answer_requests(requests, GenerationSettings(mode="sample", k=4, max_tokens=6, seed=8))
     assert [r.texts for r in other_seed] != [r.texts for r in first]
 
 
@@ -118,19 +118,19 @@ def test_seeded_batch_larger_than_one_engine_step(vllm_engine):
     step = vllm_engine.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
     assert sum(len(vllm_engine._token_ids(r)) for r in requests) > step
     settings = GenerationSettings(mode="sample", k=2, max_tokens=2, seed=1)
-    got = vllm_engine.generate(requests, settings)
+    got = vllm_engine.answer_requests(requests, settings)
     assert all(len(r.texts) == 2 and r.error is None for r in got)
-    assert vllm_engine.generate(requests[-1:], settings)[0].texts == got[-1].texts
+    assert vllm_engine.answer_requests(requests[-1:], settings)[0].texts == got[-1].texts
 
 
 def test_greedy_sampling_replicates_one_decode(vllm_engine, hf_engine):
     requests = _requests(1)
     settings = GenerationSettings(mode="sample", k=3, temperature=0.0, max_tokens=4)
-    got = vllm_engine.generate(requests, settings)
+    got = vllm_engine.answer_requests(requests, settings)
     for r in got:
         assert len(r.texts) == 3 and len(set(r.texts)) == 1
     # greedy decoding is deterministic in both engines: same first token (later ones may tie-break differently)
-    want = hf_engine.generate(requests, settings)
+    want = hf_engine.answer_requests(requests, settings)
     assert [r.texts[0][:1] for r in got] == [r.texts[0][:1] for r in want]
 
 
@@ -138,12 +138,12 @@ def test_bad_request_is_an_error_result_not_an_exception(vllm_engine):
     good = _requests(1)
     bad_label = ElicitationRequest("bad-label", good[0].prompt, ("Alpha beta gamma", "B"), None)
     too_long = ElicitationRequest("too-long", "word " * 5000, ("A", "B"), None)
-    results = vllm_engine.generate([good[0], bad_label, too_long, good[1]], GenerationSettings(mode="logprob"))
+    results = vllm_engine.answer_requests([good[0], bad_label, too_long, good[1]], GenerationSettings(mode="logprob"))
     assert [r.key for r in results] == ["0-1-0", "bad-label", "too-long", "0-1-1"]
     assert results[0].error is None and results[3].error is None
     assert "not a single token" in results[1].error and results[1].probs is None
     assert "max_model_len" in results[2].error
-    sampled = vllm_engine.generate([too_long, good[0]], GenerationSettings(mode="sample", k=2, max_tokens=3))
+    sampled = vllm_engine.answer_requests([too_long, good[0]], GenerationSettings(mode="sample", k=2, max_tokens=3))
     assert sampled[0].texts == [None, None] and sampled[0].error
     assert len(sampled[1].texts) == 2 and sampled[1].error is None
 
@@ -158,33 +158,36 @@ def test_load_failure_is_an_engine_error(tmp_path):
 
 def test_engine_pool_runs_vllm_in_a_ray_actor(ray_cluster, tiny_model, vllm_engine):
     """The runtime path: engine kwargs from the Hydra config, a long-lived Ray actor owning a vLLM engine (which
-    spawns its own engine-core process), shards of a RequestBatch and of a request list."""
+    spawns its own engine-core process), shards of a RequestBatch, resources that never enter request keys."""
     from tests.conftest import compose
     from uetool.engines.base import RequestBatch
-    from uetool.runtime.compute import engine_kwargs_for, validate_config
+    from uetool.runtime.config import pool_resources, validate_config
     from uetool.runtime.pool import EnginePool
 
     run = validate_config(compose(["model=tiny-random", "engine=vllm", f"model.path={tiny_model}",
-                                   "outcomes=quickstart", "elicitation=logprob"]))
-    kwargs = engine_kwargs_for(run)
-    assert (run.engine, kwargs["max_model_len"], kwargs["dtype"], kwargs["enable_prefix_caching"]) == \
+                                   "outcomes=quickstart", "elicitation=logprob", "pool.num_cpus=1", "pool.shard_size=3",
+                                   "progress=false"]))
+    resources = pool_resources(run, cluster_has_gpus=False)
+    kwargs = run.engine_arguments(resources)
+    assert (run.engine.name, kwargs["max_model_len"], kwargs["dtype"], kwargs["enable_prefix_caching"]) == \
         ("vllm", 1024, "float32", True)
-    pool = EnginePool("vllm", kwargs, replicas=1, num_cpus=1, shard_size=3, progress=False)
+    assert "gpu_memory_utilization" not in run.answer_settings(kwargs)
+    pool = EnginePool.for_resources(kwargs, resources, progress=False)
     try:
         requests = _requests()
         batch = RequestBatch([r.key for r in requests], [r.prompt for r in requests],
                              *_columns(requests), labels=("A", "B"), system_message=DEFAULT_SYSTEM_MESSAGE)
         got = pool.run(batch, GenerationSettings(mode="logprob")).to_results()
         sample_settings = GenerationSettings(mode="sample", k=3, max_tokens=5, seed=3)
-        sampled = pool.run(requests, sample_settings)
+        sampled = pool.run(batch, sample_settings).to_results()
     finally:
         pool.shutdown()
-    want = vllm_engine.generate(requests, GenerationSettings(mode="logprob"))
+    want = vllm_engine.answer_requests(requests, GenerationSettings(mode="logprob"))
     assert [g.key for g in got] == [w.key for w in want]
     for g, w in zip(got, want, strict=True):
         assert g.probs == pytest.approx(w.probs, rel=1e-4)
     # the same seeded samples as the in-process engine: sharding over actors does not change what is drawn
-    assert [r.texts for r in sampled] == [r.texts for r in vllm_engine.generate(requests, sample_settings)]
+    assert [r.texts for r in sampled] == [r.texts for r in vllm_engine.answer_requests(requests, sample_settings)]
 
 
 def _columns(requests: list[ElicitationRequest]):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 
 import pandas as pd
+import pytest
 from _ray_head import ray_head, submit_and_wait
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_compute_utilities_via_job_submission(tmp_path):
     results = tmp_path / "results"
     with ray_head(num_cpus=1, port=6391, dashboard_port=8291) as env:

@@ -13,15 +13,16 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, compose
-from uetool.engines.base import ElicitationRequest, GenerationSettings
+from uetool.engines.base import ElicitationRequest, GenerationSettings, RequestBatch
 from uetool.io.store import ResponseStore
 from uetool.runtime.compute import compute_utilities
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
-def _requests(n: int) -> list[ElicitationRequest]:
-    return [ElicitationRequest(f"k{i}", "p", ("A", "B"), None, i % 7, 7 + i % 5, i % 2) for i in range(n)]
+def _requests(n: int) -> RequestBatch:
+    return RequestBatch.from_requests(
+        [ElicitationRequest(f"k{i}", "p", ("A", "B"), None, i % 7, 7 + i % 5, i % 2) for i in range(n)])
 
 
 def test_pool_resends_the_shard_of_a_killed_actor():
@@ -42,7 +43,7 @@ def test_pool_resends_the_shard_of_a_killed_actor():
 
     got = pool.run(_requests(60), settings, on_shard=kill_after_first)
     assert pool.replacements >= 1 and pool.pids()[0] != pid
-    assert [r.texts for r in got] == [r.texts for r in expected]
+    assert got.texts.tolist() == expected.texts.tolist() and got.keys == expected.keys
     assert sum(seen) == 60  # each shard delivered exactly once
     pool.shutdown()
 
@@ -50,7 +51,7 @@ def test_pool_resends_the_shard_of_a_killed_actor():
 def _hf_config(tiny_model: str, root, **extra) -> dict:
     overrides = ["model=tiny-random", "engine=hf", f"model.path={tiny_model}", "outcomes=quickstart",
                  f"results_root={root}", "elicitation.k=2", "elicitation.max_tokens=2", "fit.pairs_per_round=150",
-                 "fit.bootstrap=0", "progress=false", "engine.shard_size=16"]
+                 "fit.bootstrap=0", "progress=false", "pool.shard_size=16"]
     return compose(overrides + [f"{k}={v}" for k, v in extra.items()])
 
 
@@ -59,10 +60,10 @@ def test_hf_job_survives_engine_kill_and_matches_uninterrupted(tiny_model, tmp_p
     killed = {"done": False}
     cfg = _hf_config(tiny_model, tmp_path / "killed")
 
-    from uetool.runtime.compute import _make_pool, engine_kwargs_for, validate_config
+    from uetool.runtime.compute import open_pool
+    from uetool.runtime.config import RunConfig
 
-    run = validate_config(cfg)
-    pool = _make_pool(run, engine_kwargs_for(run), cfg)
+    pool = open_pool(RunConfig.from_dict(cfg))
 
     def kill_once(state):
         if state.next_round == 1 and not killed["done"]:
@@ -84,7 +85,7 @@ def test_hf_job_survives_engine_kill_and_matches_uninterrupted(tiny_model, tmp_p
 
 def test_rerun_asks_nothing_already_answered(tmp_path):
     overrides = ["model=tiny-random", "engine=simulated", "outcomes=quickstart", f"results_root={tmp_path}",
-                 "fit.bootstrap=0", "progress=false", "engine.shard_size=200"]
+                 "fit.bootstrap=0", "progress=false", "pool.shard_size=200"]
     first = compute_utilities(compose(overrides))
     os.remove(f"{first['out_dir']}/checkpoint.npz")  # force a full re-run: only the store can answer it
     second = compute_utilities(compose(overrides))
@@ -94,7 +95,7 @@ def test_rerun_asks_nothing_already_answered(tmp_path):
 
 def _job_command(root, *extra) -> list[str]:
     return [sys.executable, "-m", "jobs.compute_utilities", "model=tiny-random", "engine=simulated",
-            "outcomes=main", f"results_root={root}", "fit.bootstrap=0", "progress=false", "engine.shard_size=100",
+            "outcomes=main", f"results_root={root}", "fit.bootstrap=0", "progress=false", "pool.shard_size=100",
             "ray.num_cpus=1", *extra]
 
 
@@ -122,3 +123,62 @@ def test_job_process_killed_mid_round_resumes_identically(tmp_path):
     np.testing.assert_allclose(a["mean"], b["mean"], atol=1e-9)
     store = ResponseStore(str(root), "tiny-random")
     assert store.count_rows() == len(store)  # nothing stored twice
+
+
+# --- pools always clean up -----------------------------------------------------------------------------------------
+
+def _group_states() -> dict[str, str]:
+    from ray.util import placement_group_table
+
+    return {g: info["state"] for g, info in placement_group_table().items()}
+
+
+def _live_groups() -> set[str]:
+    return {g for g, state in _group_states().items() if state != "REMOVED"}
+
+
+def test_a_replaced_replica_releases_its_placement_group():
+    from uetool.runtime.pool import EnginePool
+
+    before = _live_groups()
+    with EnginePool("simulated", {"n_outcomes": 12, "seed": 1}, num_cpus=0.5, shard_size=5, progress=False) as pool:
+        (first,) = pool.placement_groups()
+        pid = pool.pids()[0]
+        killed = []
+
+        def kill_once(shard):
+            if not killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(True)
+
+        pool.run(_requests(30), GenerationSettings(k=2), on_shard=kill_once)
+        assert pool.replacements >= 1
+        (second,) = pool.placement_groups()
+        assert second.id != first.id and _group_states()[first.id.hex()] == "REMOVED"
+    assert _live_groups() == before  # and the pool's own group went with it
+
+
+def test_a_replica_no_node_can_hold_fails_at_once_naming_what_is_missing():
+    from uetool.runtime.pool import EnginePool, PoolStartError
+
+    before = _live_groups()
+    with pytest.raises(PoolStartError, match=r"needs 4 GPUs and 8 CPUs in one node; the cluster's nodes have 0 GPU"):
+        EnginePool("simulated", {"n_outcomes": 4}, num_cpus=2, num_gpus=1, tensor_parallel_size=4, progress=False)
+    assert _live_groups() == before
+
+
+def test_waiting_for_resources_times_out_and_a_failed_load_releases_them():
+    from uetool.runtime.pool import EnginePool, PoolStartError
+
+    before = _live_groups()
+    with EnginePool("simulated", {"n_outcomes": 4}, num_cpus=2, progress=False) as holder:
+        holder.pids()
+        with pytest.raises(PoolStartError, match=r"waited \d+ s for 2 CPUs \(pool.start_timeout_s=1\)"):
+            EnginePool("simulated", {"n_outcomes": 4}, num_cpus=2, progress=False, start_timeout_s=1)
+    # an engine that fails to load (unknown weights) holds the whole cluster only until the pool exits
+    with pytest.raises(Exception, match="unknown builtin model"):
+        with EnginePool("hf", {"path": "builtin:no-such-model"}, num_cpus=2, progress=False) as broken:
+            broken.pids()
+    with EnginePool("simulated", {"n_outcomes": 4}, num_cpus=2, progress=False, start_timeout_s=60) as after:
+        assert len(after.pids()) == 1  # the same resources, free again
+    assert _live_groups() == before

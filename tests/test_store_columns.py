@@ -11,12 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from uetool.engines.base import ElicitationResult, GenerationSettings, RequestBatch, ResultBatch
+from uetool.engines.base import ElicitationResult, ResultBatch
 from uetool.engines.replies import Replies
-from uetool.engines.simulated import SimulatedEngine
 from uetool.io.result_columns import ResultColumns
 from uetool.io.store import ResponseStore, StoreWriteError, key_prefix
-from uetool.runtime.elicit import _ShardWriter
+from uetool.runtime.elicit import ShardWriter
 
 ROWS = [["A", "B", "A"], [], [None, "Both have merits."], ["B"], ["I'm sorry", None, "A", "A"]]
 
@@ -111,19 +110,6 @@ def test_store_writes_once_reads_back_and_names_missing_keys(tmp_path):
     assert reread.load()["c"] == ElicitationResult("c", texts=[], error="HTTP 500")
 
 
-def test_simulated_batch_path_matches_per_request_path():
-    engine = SimulatedEngine(n_outcomes=6, seed=3)
-    rng = np.random.default_rng(1)
-    a = rng.integers(0, 6, 40)
-    b = (a + 1 + rng.integers(0, 5, 40)) % 6
-    order = (np.arange(40) % 2).astype(np.int8)
-    batch = RequestBatch([f"k{i}" for i in range(40)], [""] * 40, a, b, order, ("A", "B"), None)
-    settings = GenerationSettings(k=4, seed=0)
-    columns = engine.generate_batch(batch, settings)
-    one_by_one = engine.generate(batch.to_requests(), settings)
-    assert columns.texts.tolist() == [r.texts for r in one_by_one]
-
-
 def test_background_writes_are_durable_after_flush_and_a_failed_write_is_never_kept(tmp_path):
     store = ResponseStore(str(tmp_path), "m")
     for j in range(3):
@@ -154,7 +140,7 @@ def test_shard_writer_stores_every_shard_and_the_last_on_the_calling_thread(tmp_
     is on disk when the hook returns); keys the caller checked are not checked again."""
     store = ResponseStore(str(tmp_path), "m")
     store.rows(["none"])  # the elicitor looks keys up before it asks
-    writer = _ShardWriter(store, expected=30, distinct=True)
+    writer = ShardWriter(store, expected=30, distinct=True)
     shards = [_batch([f"{j}-{i}" for i in range(10)], [["A"]] * 10) for j in range(3)]
     for shard in shards[:2]:
         writer(shard)

@@ -60,7 +60,7 @@ def test_sweep_config_errors_name_what_is_valid():
 def _sweep_cfg(tmp_path, name: str) -> dict:
     models = ",".join(SIMS) + ",{key: broken-weights, base: tiny-random, path: /nonexistent/weights}"
     return compose(["sweep=custom", f"sweep.name={name}", f"sweep.models=[{models}]", f"results_root={tmp_path}",
-                    "+sweep.engine_overrides.simulated={num_cpus: 0.5, shard_size: 200}", "sweep.report_n_boot=200",
+                    "++sweep.pool_overrides.simulated={num_cpus: 0.5, shard_size: 200}", "sweep.report_n_boot=200",
                     "fit.bootstrap=20", "progress=false"])
 
 
@@ -140,6 +140,26 @@ def test_resubmitted_sweep_skips_finished_models_and_reruns_failed_ones(ray_clus
     assert run_sweep(cfg, CONF)["skipped"] == []
 
 
+def test_a_model_that_fails_to_load_leaves_its_resources_to_the_next(ray_cluster, tmp_path):
+    """Both models ask for the whole 2-CPU cluster; the first cannot load its engine. Its pool must release the CPUs
+    (its placement group included), or the second would wait until its start timeout."""
+    from ray.util import placement_group_table
+
+    from uetool.runtime.sweep import run_sweep
+
+    cfg = compose(["sweep=custom", "sweep.name=load-failure", f"results_root={tmp_path}", "progress=false",
+                   "sweep.models=[{key: fails-to-load, base: tiny-random, path: 'builtin:no-such-model'},sim-scale-1]",
+                   "pool.num_cpus=2", "sweep.start_timeout_s=120", "fit.bootstrap=0", "sweep.report_n_boot=50"])
+    out = run_sweep(cfg, CONF)
+    status = {r["model"]: r for r in out["records"]}
+    assert status["fails-to-load"]["status"] == "failed" and "no-such-model" in status["fails-to-load"]["error"]
+    assert status["sim-scale-1"]["status"] == "done", status["sim-scale-1"].get("error")
+    assert status["sim-scale-1"]["provenance"]["data_files"]  # every record says what produced it
+    assert all(info["state"] == "REMOVED" for info in placement_group_table().values())
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_cpu_demo_sweep_via_ray_job_submit_shows_the_coherence_ordering(tmp_path):
     # the whole cpu_demo (SmolLM2, tiny-random, four agents) through `ray job submit`; logprob keeps SmolLM2 quick
     results = tmp_path / "results"

@@ -12,8 +12,8 @@ from uetool.core.agents import ThurstonianAgent
 from uetool.core.graph import sample_new_pairs
 from uetool.core.thurstonian import bootstrap_intervals, fit_thurstonian
 from uetool.fit.bootstrap import BootstrapProblem, bootstrap_intervals_many, bootstrap_intervals_ray
-from uetool.fit.ray_train import fit_function_for, fit_thurstonian_ray_train, validate_fit_backend
-from uetool.runtime.compute import validate_config
+from uetool.fit.ray_train import fit_function_for, fit_thurstonian_ray_train
+from uetool.runtime.config import validate_config
 
 
 def _edges(n: int, seed: int, per_outcome: float = 2.0):
@@ -53,13 +53,11 @@ def test_fit_backend_is_validated():
     with pytest.raises(ValueError, match="num_workers` must be an integer >= 1"):
         validate_config(compose(["fit.backend=ray_train", "fit.ray_train.num_workers=0"]))
     with pytest.raises(ValueError, match=r"unknown `fit.ray_train` keys \['gpus'\]"):
-        validate_fit_backend({"backend": "ray_train", "ray_train": {"gpus": 1}})
+        validate_config(compose(["+fit.ray_train.gpus=1"]))
     with pytest.raises(ValueError, match="`fit.bootstrap_tasks` must be >= 1"):
         validate_config(compose(["fit.bootstrap_tasks=0"]))
     cfg = compose(["fit.backend=ray_train", "fit.ray_train.num_workers=4"])
-    validate_config(cfg)
-    assert fit_function_for(compose([])["fit"]) is None  # local: the core fit
-    fit_fn = fit_function_for(cfg["fit"])
+    fit_fn = fit_function_for(validate_config(cfg).fit.ray_train)
     assert fit_fn.func is fit_thurstonian_ray_train and fit_fn.keywords["num_workers"] == 4
     assert fit_fn.keywords["use_gpu"] is False
 
@@ -107,8 +105,9 @@ def test_bootstrap_many_models_in_parallel_equals_each_sequential(ray_cluster):
 
 @pytest.mark.slow
 def test_compute_utilities_with_ray_train_backend_and_parallel_bootstrap(ray_cluster, tmp_path):
-    """The job dispatches on fit.backend / fit.bootstrap_tasks. Its engine replica (0.5 CPU) stays up meanwhile, so
-    the two 0.5-CPU Train workers and the bootstrap tasks share the 2-CPU cluster with it."""
+    """The job dispatches on fit.backend / fit.bootstrap_tasks. Its engine replica holds both CPUs of the 2-CPU
+    cluster (the default pool.num_cpus) and stays up meanwhile: the Train workers share the idle replica's CPUs
+    instead of failing for want of free ones."""
     import pandas as pd
 
     from uetool.core.graph import TRAIN, PreferenceGraph
@@ -116,9 +115,9 @@ def test_compute_utilities_with_ray_train_backend_and_parallel_bootstrap(ray_clu
 
     # edge_multiplier 0.1: the whole budget (22 pairs for 40 outcomes) fits in the first round, so two fits in all
     cfg = compose(["model=tiny-random", "engine=simulated", "outcomes=quickstart", "progress=false",
-                   "engine.num_cpus=0.5", "fit.edge_multiplier=0.1", "fit.bootstrap=8", "engine.shard_size=200",
-                   f"results_root={tmp_path}", "fit.backend=ray_train", "fit.ray_train.cpus_per_worker=0.5",
-                   "fit.bootstrap_tasks=2"])
+                   "fit.edge_multiplier=0.1", "fit.bootstrap=8", f"results_root={tmp_path}",
+                   "fit.backend=ray_train", "fit.bootstrap_tasks=2"])
+    assert cfg["pool"]["num_cpus"] == 2 and cfg["fit"]["ray_train"]["cpus_per_worker"] == 1
     out = compute_utilities(cfg)
     utilities = pd.read_parquet(f"{out['out_dir']}/utilities.parquet")
     train = PreferenceGraph.from_frame(pd.read_parquet(f"{out['out_dir']}/edges.parquet"), 40).select(TRAIN)

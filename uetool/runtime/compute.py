@@ -22,7 +22,7 @@ from ..io.store import ResponseStore
 from .config import RunConfig, pool_resources, redacted_yaml
 from .elicit import Elicitor
 
-__all__ = ["compute_utilities", "run_provenance"]
+__all__ = ["compute_utilities", "open_pool", "run_provenance"]
 
 
 def _read_checkpoint(fs, path: str, fingerprint: str) -> ActiveLearningState | None:
@@ -68,6 +68,7 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     """
     started = time.perf_counter()
     run = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
+    run.check_environment()  # a sweep's plan leaves this to each model's own job
     fs, out_dir = run.layout.filesystem[0], run.out_dir
     fs.create_dir(out_dir, recursive=True)
     store = ResponseStore(run.layout, run.model.key)
@@ -83,24 +84,17 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     start_seconds = 0.0
     own_pool = pool is None
     resources = None
-    if own_pool:
-        from .pool import EnginePool
-        from .ray_session import ensure_ray
-
-        ensure_ray(run.ray)
-        resources = _fitted_resources(run)
-    engine_arguments = run.engine_arguments(resources)
     learning_started = time.perf_counter()
     try:
         if own_pool:
             waited_from = time.perf_counter()
             # created inside the guarded block: a pool whose engines fail to load releases what it placed
-            pool = EnginePool.for_resources(engine_arguments, resources, progress=run.progress, name=pool_name,
-                                            namespace=pool_namespace, start_timeout_s=run.pool.start_timeout_s,
-                                            autoscale=run.pool.autoscale)
+            pool = open_pool(run, name=pool_name, namespace=pool_namespace)
             pool.pids()  # replicas placed (in a sweep: queued until Ray has room) and their engines loaded
             start_seconds = time.perf_counter() - waited_from
             learning_started = time.perf_counter()
+        resources = getattr(pool, "resources", None)
+        engine_arguments = getattr(pool, "engine_arguments", None) or run.engine_arguments()
         elicitor = Elicitor(run.outcomes, run.template, run.generation_settings, pool=pool, store=store,
                             model_id=run.model.model_id, revision=run.model.revision,
                             engine_settings=run.answer_settings(engine_arguments),
@@ -153,6 +147,18 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
                "overhead": max(0.0, total - start_seconds - stats.engine_seconds - fit)}
     return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": stats, "timings": timings,
             "replacements": replacements, "provenance": prov}
+
+
+def open_pool(run: RunConfig, *, name: str | None = None, namespace: str | None = None):
+    """Start (or attach to) Ray and place the run's engine pool; use it as a context manager."""
+    from .pool import EnginePool
+    from .ray_session import ensure_ray
+
+    ensure_ray(run.ray)
+    resources = _fitted_resources(run)
+    return EnginePool.for_resources(run.engine_arguments(resources), resources, progress=run.progress, name=name,
+                                    namespace=namespace, start_timeout_s=run.pool.start_timeout_s,
+                                    autoscale=run.pool.autoscale)
 
 
 def _fitted_resources(run: RunConfig):

@@ -168,7 +168,7 @@ class FitConfig:
         _reject_unknown("fit", values, set(_ACTIVE_KEYS) | own)
         active = {k: v for k, v in values.items() if k in _ACTIVE_KEYS}
         fit = cls(active=active, bootstrap=int(values.get("bootstrap", 100) or 0),
-                  bootstrap_tasks=int(values.get("bootstrap_tasks") or 1), backend=values.get("backend") or "local",
+                  bootstrap_tasks=int(values.get("bootstrap_tasks", 1)), backend=values.get("backend") or "local",
                   ray_train=_build(RayTrainConfig, "fit.ray_train", values.get("ray_train")))
         if fit.backend not in ("local", "ray_train"):
             raise ValueError(f"`fit.backend` must be one of ('local', 'ray_train'), got {fit.backend!r}")
@@ -256,11 +256,12 @@ class RunConfig:
         template = get_template(elicitation.template, text=elicitation.template_text, labels=elicitation.labels)
         object.__setattr__(run, "template", template)
         if check_environment:
-            run._check_environment()
+            run.check_environment()
         object.__setattr__(run, "outcomes", outcomes if outcomes is not None else load_outcomes(run.outcomes_source))
         return run
 
-    def _check_environment(self) -> None:
+    def check_environment(self) -> None:
+        """API keys exported, local model paths present (what a job needs from the machine it runs on)."""
         model = self.model
         if self.engine.name == "openai" and model.api_key_env and not os.environ.get(model.api_key_env):
             raise ValueError(f"model '{model.key}' needs the environment variable {model.api_key_env}; "

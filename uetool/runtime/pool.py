@@ -108,6 +108,7 @@ class EnginePool:
         # (and, in failure tests, killed) from outside the process that owns the pool
         self.name, self.namespace = name, namespace
         self.bundles = replica_bundles(self.tp, self.num_cpus, self.num_gpus)
+        self.resources = PoolResources(engine, replicas, self.num_cpus, self.num_gpus, self.tp, self.shard_size)
         self.replacements = 0
         self._generation = [0] * replicas
         self._groups: list = [None] * replicas
@@ -122,9 +123,11 @@ class EnginePool:
 
     @classmethod
     def for_resources(cls, engine_arguments: dict, resources: PoolResources, **options) -> EnginePool:
-        return cls(resources.engine, engine_arguments, replicas=resources.replicas, num_cpus=resources.num_cpus,
+        pool = cls(resources.engine, engine_arguments, replicas=resources.replicas, num_cpus=resources.num_cpus,
                    num_gpus=resources.num_gpus, tensor_parallel_size=resources.tensor_parallel_size,
                    shard_size=resources.shard_size, **options)
+        pool.resources = resources
+        return pool
 
     def __enter__(self) -> EnginePool:
         return self
