@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:  # pandas and pyarrow load where replies are stored or factorised, not with every engine
+    import pyarrow as pa
 
 __all__ = ["Replies"]
 
@@ -31,6 +32,8 @@ class Replies:
         lengths = np.fromiter(map(len, rows), np.int64, len(rows))
         flat = np.empty(int(lengths.sum()), object)
         flat[:] = [t for row in rows for t in row]
+        import pandas as pd
+
         ids, uniques = pd.factorize(flat, use_na_sentinel=True)  # None -> -1
         return cls(list(uniques), ids.astype(np.int32), _offsets(lengths))
 
@@ -105,6 +108,8 @@ class Replies:
     # ---- Arrow / Parquet -----------------------------------------------------------------------------------
     def to_arrow(self) -> pa.ListArray:
         """list<dictionary<int32, string>>: Parquet stores each distinct reply once per column chunk."""
+        import pyarrow as pa
+
         codes = self.codes.astype(np.int32, copy=False)
         missing = codes < 0
         indices = pa.array(codes, mask=missing) if missing.any() else pa.array(codes)
@@ -114,6 +119,9 @@ class Replies:
     @classmethod
     def from_arrow(cls, column: pa.Array | pa.ChunkedArray) -> Replies:
         """From a list<string> or list<dictionary<string>> column (a null list reads as no replies)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
         parts = []
         for chunk in chunks:

@@ -53,6 +53,7 @@ class RunResults:
     edges: pd.DataFrame
     metrics: dict
     config: str | None = None
+    provenance: dict | None = None
 
 
 def utilities_frame(outcomes: OutcomeSet, fit: ThurstonianFit, ci_low: np.ndarray | None = None,
@@ -99,7 +100,11 @@ def read_results(root: str | Path) -> RunResults:
     if fs.get_file_info(f"{path}/config.yaml").type == pafs.FileType.File:
         with fs.open_input_stream(f"{path}/config.yaml") as f:
             config = f.read().decode()
-    return RunResults(read_table("utilities"), read_table("edges"), metrics, config)
+    provenance = None
+    if fs.get_file_info(f"{path}/provenance.json").type == pafs.FileType.File:
+        with fs.open_input_stream(f"{path}/provenance.json") as f:
+            provenance = json.loads(f.read().decode())
+    return RunResults(read_table("utilities"), read_table("edges"), metrics, config, provenance)
 
 
 def import_reference_results(path: str | Path) -> RunResults:

@@ -86,8 +86,16 @@ def _results_actor(cfg: dict, sweep: str):
     return actor
 
 
-def run_sweep(cfg: dict, conf_dir: Path | str, *, on_record: Callable[[dict], None] | None = None) -> dict:
-    """Run the sweep of the resolved config `cfg`; returns {'sweep', 'records', 'report', 'skipped'}."""
+_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
+              on_record: Callable[[dict], None] | None = None) -> dict:
+    """Run the sweep of the resolved config `cfg`; returns {'sweep', 'records', 'report', 'skipped'}.
+
+    `conf_dir`: the Hydra config tree the sweep's model keys come from (default: this checkout's conf/).
+    """
+    conf_dir = _CONF if conf_dir is None else conf_dir
     plans = plan_sweep(cfg, conf_dir)  # every model key and entry is checked before anything starts
     sweep = str(cfg["sweep"]["name"])
     ensure_ray(plans[0].run.ray)
