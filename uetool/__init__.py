@@ -21,7 +21,7 @@ _API = {
     "fit_thurstonian": ("uetool.core.thurstonian", "fit_thurstonian"),
     "load_results": ("uetool.io.results", "read_results"),
 }
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", "compute_utilities", "run_sweep", "fit_thurstonian", "load_results"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from uetool.core.thurstonian import fit_thurstonian
