@@ -66,7 +66,7 @@ def many(results: Path, n_models: int) -> dict:
                    f"outcomes.source={outcomes}", "outcomes.name=ten", f"results_root={results}",
                    "++sweep.pool_overrides.simulated={num_cpus: 0.25}", "sweep.report_n_boot=100",
                    "fit.bootstrap=0", "progress=false"])
-    from uetool.runtime.compute import ensure_ray
+    from uetool.runtime.ray_session import ensure_ray
 
     ensure_ray(cfg)
     slots = min(n_models, int(ray.cluster_resources().get("CPU", 1) / 0.25))

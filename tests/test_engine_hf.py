@@ -65,3 +65,21 @@ def test_sample_mode_prefills_each_prompt_once_and_draws_the_same_samples(tiny_m
     assert got == [r.texts for r in plain.answer_requests(requests, settings)]
     assert all(len(texts) == 6 for texts in got) and len({t for texts in got for t in texts}) > 1  # not one sample
     assert got == [r.texts for r in reused.answer_requests(requests, settings)]  # the seed decides, run after run
+
+
+def test_the_batch_protocol_serves_all_three_modes(tiny_model):
+    from uetool.engines.base import RequestBatch
+
+    engine = create_engine("hf", path=tiny_model, dtype="float32", batch_size=4)
+    requests = _requests([(0, 7), (1, 12)])
+    batch = RequestBatch.from_requests(requests)
+    logprob = engine.generate(batch, LOGPROB)
+    assert logprob.keys == batch.keys
+    np.testing.assert_allclose(np.stack([logprob.p_first, logprob.p_second, logprob.other_mass], 1),
+                               _probs(engine, requests), atol=2e-6)
+    free = engine.generate(batch, GenerationSettings(mode="generate", k=2, temperature=0.7, max_tokens=6, seed=1))
+    texts = free.texts.tolist()
+    assert [len(row) for row in texts] == [2] * len(requests) and all(isinstance(t, str) for row in texts for t in row)
+    assert engine.generate(batch, GenerationSettings(mode="generate", k=2, temperature=0.7, max_tokens=6,
+                                                     seed=1)).texts.tolist() == texts  # seeded per request
+    assert np.isnan(free.p_first).all()
