@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from uetool.runtime.config import MOVED_TO_POOL
+from uetool.runtime.config import moved_key_message
 
 _CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -25,16 +25,8 @@ def rewrite_outcome_path(argv: list[str]) -> list[str]:
 
 def moved_key_errors(argv: list[str]) -> list[str]:
     """Messages for old spellings on the command line (Hydra would only say the key is not in the config)."""
-    errors = []
-    for arg in argv:
-        key = arg.lstrip("+~").split("=", 1)[0]
-        if key.startswith("engine.") and key[len("engine."):] in MOVED_TO_POOL:
-            errors.append(f"`{key}` is now `pool.{key[len('engine.'):]}` (pool settings size the engine pool and never "
-                          f"change answers): write pool.{key[len('engine.'):]}=...")
-        elif key == "engine.local_channel":
-            errors.append("`engine.local_channel` was removed: the Unix-socket channel is gone, Ray actor calls are "
-                          "the transport")
-    return errors
+    messages = (moved_key_message(arg.lstrip("+~").split("=", 1)[0]) for arg in argv)
+    return [m for m in messages if m]
 
 
 def prepare_argv(job: str) -> None:

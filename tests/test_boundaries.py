@@ -48,6 +48,7 @@ BOUNDARY_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "io": ("uetool/io", ("ray", "uetool.runtime", "uetool.fit", "uetool.reporting")),
     "reporting": ("uetool/reporting", ("ray", "uetool.runtime")),
+    "fit": ("uetool/fit", ("uetool.runtime", "uetool.reporting", "hydra", "omegaconf")),
 }
 PRIVATE_SCAN_DIRS = ("uetool", "jobs", "benchmarks", "tests")
 DYNAMIC_IMPORTERS = {"import_module", "__import__"}

@@ -128,14 +128,48 @@ def _key_settings(overrides: list[str]) -> dict:
     return run.answer_settings(run.engine_arguments(pool_resources(run)))
 
 
-@pytest.mark.parametrize("base", [["model=tiny-random"], ["model=llama-31-8b-instruct", "engine=vllm"],
-                                  ["model=gpt-4o"], ["model=sim-scale-1"]])
-@pytest.mark.parametrize("resource", ["pool.num_cpus=7", "pool.batch_size=3", "pool.shard_size=5", "pool.replicas=4",
-                                      "pool.num_gpus=2", "++engine.prefix_cache=false",
-                                      "++engine.gpu_memory_utilization=0.5", "++engine.enable_prefix_caching=false",
-                                      "++engine.max_concurrency=2", "pool.start_timeout_s=5"])
+_POOL_SETTINGS = ["pool.num_cpus=7", "pool.batch_size=3", "pool.shard_size=5", "pool.replicas=4", "pool.num_gpus=1",
+                  "pool.start_timeout_s=5", "pool.autoscale=true"]
+_RESOURCE_CASES = [
+    *[(["model=tiny-random"], r) for r in [*_POOL_SETTINGS, "engine.prefix_cache=false"]],
+    *[(["model=llama-31-8b-instruct", "engine=vllm"], r) for r in [
+        *_POOL_SETTINGS[:4], "pool.start_timeout_s=5", "engine.gpu_memory_utilization=0.5",
+        "engine.enable_prefix_caching=false"]],
+    *[(["model=gpt-4o"], r) for r in [*_POOL_SETTINGS, "engine.max_concurrency=2"]],
+    *[(["model=sim-scale-1"], r) for r in _POOL_SETTINGS],
+]
+
+
+@pytest.mark.parametrize(("base", "resource"), _RESOURCE_CASES)
 def test_resource_settings_never_change_request_keys(base, resource):
     assert _key_settings(base + [resource]) == _key_settings(base)
+
+
+def test_another_engines_options_are_refused():
+    with pytest.raises(ValueError, match=r"`engine` keys \['gpu_memory_utilization'\] belong to other engines than "
+                                         r"'hf'"):
+        validate_config(compose(["engine=hf", "+engine.gpu_memory_utilization=0.5"]))
+    with pytest.raises(ValueError, match="belong to other engines than 'vllm'"):
+        validate_config(compose(["model=tiny-random", "engine.name=vllm", "engine.prefix_cache=false"]))
+
+
+def test_sampling_settings_enter_keys_only_when_they_change_answers():
+    from uetool.engines.base import GenerationSettings
+    from uetool.runtime.elicit import sampling_key
+
+    sample = GenerationSettings(mode="sample", temperature=1.0, max_tokens=10)
+    assert sampling_key(sample) != sampling_key(GenerationSettings(mode="sample", temperature=0.0, max_tokens=10))
+    assert sampling_key(sample) != sampling_key(GenerationSettings(mode="sample", temperature=1.0, max_tokens=20))
+    logprob = GenerationSettings(mode="logprob", temperature=1.0, max_tokens=1)
+    assert sampling_key(logprob) == sampling_key(GenerationSettings(mode="logprob", temperature=0.3, max_tokens=9))
+
+
+def test_defaults_written_out_change_no_key():
+    assert _key_settings(["model=tiny-random", "engine=simulated", "+engine.kwargs={}"]) == \
+        _key_settings(["model=tiny-random", "engine=simulated"])
+    plain = RunConfig.from_dict(compose(["model=tiny-random", "engine=simulated"]))
+    explicit = plain.answer_settings({**plain.engine_arguments(), "bias": 0.3, "refusal_rate": 0.2})
+    assert explicit == plain.answer_settings()
 
 
 @pytest.mark.parametrize(("base", "answer_setting"), [
@@ -159,9 +193,17 @@ def test_one_fingerprint_for_job_and_sweep():
     job = RunConfig.from_dict({**cfg, "model": plan.config["model"]})
     assert plan.fingerprint == job.fingerprint()
     assert job.fingerprint() != RunConfig.from_dict({**cfg, "model": plan.config["model"], "seed": 1}).fingerprint()
-    # resources are not part of it: more CPUs resume the same checkpoint
-    more = {**cfg, "model": plan.config["model"], "pool": {**cfg["pool"], "num_cpus": 8}}
-    assert RunConfig.from_dict(more).fingerprint() == job.fingerprint()
+    # resources and metadata are not part of it: a resumed or re-submitted run with more CPUs, replicas or fit
+    # workers (or a corrected capability score) reuses its checkpoint and its finished results
+    same = [{"pool": {**cfg["pool"], "num_cpus": 8}}, {"model": {**plan.config["model"], "replicas": 3}},
+            {"model": {**plan.config["model"], "mmlu": 12.5}},
+            {"fit": {**cfg["fit"], "bootstrap_tasks": 4, "backend": "ray_train",
+                     "ray_train": {**cfg["fit"]["ray_train"], "num_workers": 5}}}]
+    for change in same:
+        assert RunConfig.from_dict({**cfg, "model": plan.config["model"], **change}).fingerprint() == \
+            job.fingerprint(), change
+    assert RunConfig.from_dict({**cfg, "model": plan.config["model"], "fit": {**cfg["fit"], "bootstrap": 7}}) \
+        .fingerprint() != job.fingerprint()
 
 
 def test_pool_resources_are_derived_once():

@@ -173,7 +173,7 @@ def test_waiting_for_resources_times_out_and_a_failed_load_releases_them():
     before = _live_groups()
     with EnginePool("simulated", {"n_outcomes": 4}, num_cpus=2, progress=False) as holder:
         holder.pids()
-        with pytest.raises(PoolStartError, match=r"waited \d+ s for 2 CPUs \(pool.start_timeout_s=1\)"):
+        with pytest.raises(PoolStartError, match=r"waited \d+ s for 2 CPUs \(pool.start_timeout_s=1;"):
             EnginePool("simulated", {"n_outcomes": 4}, num_cpus=2, progress=False, start_timeout_s=1)
     # an engine that fails to load (unknown weights) holds the whole cluster only until the pool exits
     with pytest.raises(Exception, match="unknown builtin model"):
@@ -182,3 +182,77 @@ def test_waiting_for_resources_times_out_and_a_failed_load_releases_them():
     with EnginePool("simulated", {"n_outcomes": 4}, num_cpus=2, progress=False, start_timeout_s=60) as after:
         assert len(after.pids()) == 1  # the same resources, free again
     assert _live_groups() == before
+
+
+def test_pools_of_several_replicas_never_deadlock_each_other():
+    """Two pools of 2 one-CPU replicas on a 2-CPU cluster, started together: placed all or none, so one waits for
+    the other instead of each holding one replica's CPU and waiting for a second forever."""
+    import threading
+
+    from uetool.runtime.pool import EnginePool
+
+    before = _live_groups()
+    errors, done = [], []
+
+    def start(tag: str) -> None:
+        try:
+            with EnginePool("simulated", {"n_outcomes": 4}, replicas=2, num_cpus=1, progress=False,
+                            start_timeout_s=90) as pool:
+                assert len(pool.pids()) == 2
+                time.sleep(0.5)
+            done.append(tag)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(repr(err))
+
+    for attempt in range(2):
+        threads = [threading.Thread(target=start, args=(f"{attempt}{t}",)) for t in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert not errors and len(done) == 4
+    assert _live_groups() == before
+
+
+def test_a_pool_too_big_for_the_cluster_fails_at_once():
+    from uetool.runtime.pool import EnginePool, PoolStartError
+
+    with pytest.raises(PoolStartError, match="an engine pool of 3 replicas needs 1 CPU for each; the cluster's nodes "
+                                             r"\(2 CPU\) hold 2 at most"):
+        EnginePool("simulated", {"n_outcomes": 4}, replicas=3, num_cpus=1, progress=False)
+
+
+def test_groups_a_dead_process_left_behind_are_released_by_name():
+    from ray.util.placement_group import placement_group
+
+    from uetool.runtime.pool import release_placement_groups
+
+    orphan = placement_group([{"CPU": 0.1}], name="uetool-engine/s/model-a/0.0")
+    other = placement_group([{"CPU": 0.1}], name="uetool-engine/s/model-b/0.0")
+    ray_get = __import__("ray").get
+    ray_get([orphan.ready(), other.ready()])
+    assert release_placement_groups("uetool-engine/s/model-a/") == 1
+    states = _group_states()
+    assert states[orphan.id.hex()] == "REMOVED" and states[other.id.hex()] != "REMOVED"
+    assert release_placement_groups("uetool-engine/s/model-b/") == 1
+
+
+def test_the_prompt_reading_simulated_engine_runs_as_a_job(tmp_path):
+    """engine=simulated_text from config: prompts rendered and shipped, utilities those of the agent its wording
+    meets (paper template), not of the base agent."""
+    from scipy.stats import pearsonr
+
+    from uetool.core.outcomes import load_outcomes
+    from uetool.core.prompts import get_template
+    from uetool.engines.simulated import PromptReadingSimulatedEngine
+
+    cfg = compose(["model=tiny-random", "engine=simulated_text", "engine.wording_sensitivity=1.0", "outcomes=main",
+                   f"results_root={tmp_path}", "fit.bootstrap=0", "progress=false", "elicitation=logprob"])
+    out = compute_utilities(cfg)
+    utilities = pd.read_parquet(f"{out['out_dir']}/utilities.parquet")
+    outcomes = load_outcomes("main")
+    engine = PromptReadingSimulatedEngine(list(outcomes.descriptions), wording_sensitivity=1.0, seed=0)
+    wording = engine.wording(get_template("paper").render(outcomes.descriptions[0], outcomes.descriptions[1]), 0, 1)
+    met, base = engine.agent_for(wording, 10).mean, engine._agent(10).mean
+    assert pearsonr(utilities["mean"], met)[0] > 0.97
+    assert pearsonr(utilities["mean"], base)[0] < pearsonr(utilities["mean"], met)[0] - 0.1

@@ -1,4 +1,4 @@
-"""The one small protocol every engine implements (DESIGN.md layer 2): `generate(batch, settings) -> results`.
+"""The one small protocol every engine implements (the engine layer): `generate(batch, settings) -> results`.
 
 An engine receives a `RequestBatch` (columns) and returns a `ResultBatch` aligned with it. Three modes:
 - "sample": `k` completions per request at `temperature` (at most `max_tokens` new tokens), for forced choices;

@@ -40,13 +40,16 @@ class HFEngine(PerRequestEngine):
         from .weights import resolve_model_path
 
         local = resolve_model_path(path)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype == "bfloat16" and not str(device).startswith("cuda"):
+            dtype = "float32"  # bf16 matmuls on a CPU are slow; the replica decides, where the hardware is known
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(local, revision=revision)
             torch_dtype = getattr(torch, dtype) if dtype else torch.float32
             self.model = AutoModelForCausalLM.from_pretrained(local, revision=revision, dtype=torch_dtype)
         except OSError as err:
             raise EngineError(f"cannot load model '{path}' (revision {revision}): {err}") from err
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

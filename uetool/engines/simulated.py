@@ -75,13 +75,16 @@ class SimulatedEngine:
 class PromptReadingSimulatedEngine(SimulatedEngine):
     name = "simulated_text"
     reads_text = True
-    answer_settings = (*SimulatedEngine.answer_settings, "wording_sensitivity", "outcomes")
+    # the outcome descriptions are in every request key already; their count is what the agent needs from them
+    answer_settings = ("agent", "seed", "scale", "bias", "refusal_rate", "wording_sensitivity")
     options = {"agent": "thurstonian", "scale": 1.0, "wording_sensitivity": 0.5}
 
-    def __init__(self, outcomes: list[str], wording_sensitivity: float = 0.5, **agent) -> None:
+    def __init__(self, outcomes: list[str], wording_sensitivity: float = 0.5, agent: str = "thurstonian",
+                 seed: int = 0, scale: float = 1.0, bias: float = 0.3, refusal_rate: float = 0.2) -> None:
         if wording_sensitivity < 0:
             raise ValueError(f"`engine.wording_sensitivity` must be >= 0, got {wording_sensitivity}")
-        super().__init__(n_outcomes=len(outcomes), **agent)
+        super().__init__(agent=agent, n_outcomes=len(outcomes), seed=seed, scale=scale, bias=bias,
+                         refusal_rate=refusal_rate)
         if self.agent_kind != "thurstonian":
             raise ValueError("the simulated_text engine reacts to wording through a Thurstonian agent's utilities; "
                              f"`engine.agent` must be 'thurstonian', got {self.agent_kind!r}")

@@ -174,7 +174,7 @@ class VLLMEngine(PerRequestEngine):
     @staticmethod
     def _failed(request: ElicitationRequest, settings: GenerationSettings, err: Exception) -> ElicitationResult:
         message = f"{type(err).__name__}: {err}"
-        if settings.mode == "sample":
+        if settings.mode != "logprob":  # sample and generate: k missing replies
             return ElicitationResult(request.key, texts=[None] * settings.k, error=message)
         return ElicitationResult(request.key, error=message)
 

@@ -89,7 +89,9 @@ def _workers_that_fit(num_workers: int, cpus_per_worker: float, use_gpu: bool, s
     fits = int(free.get("CPU", 0.0) // cpus_per_worker)
     if use_gpu:
         fits = min(fits, int(free.get("GPU", 0.0)))
-    if fits < 1 and share_node and not use_gpu:
+    if fits < num_workers and share_node and not use_gpu:
+        # always the configured number of workers: the edge sharding (and so the fit's last digits) must not
+        # depend on how busy the cluster is
         return num_workers, True
     if fits < 1:
         raise ValueError(f"Ray Train fit needs workers of {cpus_per_worker:g} CPU{' + 1 GPU' if use_gpu else ''} "

@@ -48,6 +48,10 @@ class ResultsLayout:
         """Absolute path (on `filesystem`) of one run's results."""
         return f"{self.filesystem[1]}/{self.relative_run_dir(experiment, model, run)}"
 
+    def checkpoint(self, experiment: str, model: str, run: str | None = None) -> str:
+        """A run's resume state (active-learning rounds), beside its results."""
+        return f"{self.run_dir(experiment, model, run)}/checkpoint.npz"
+
     def resolve(self, relative: str) -> str:
         """A path stored relative to the root (e.g. a sweep record's results_dir) on the root's filesystem."""
         return f"{self.filesystem[1]}/{relative.strip('/')}"

@@ -68,9 +68,12 @@ def utilities_frame(outcomes: OutcomeSet, fit: ThurstonianFit, ci_low: np.ndarra
 
 def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGraph, metrics: dict,
                   config_yaml: str | None = None, unparseable_policy: str = "distribution", *,
-                  provenance: dict | None = None) -> str:
-    """Write the result files into directory `root` (created if needed); returns the directory."""
-    fs, path = resolve_filesystem(root)
+                  provenance: dict | None = None, fs: pafs.FileSystem | None = None) -> str:
+    """Write the result files into directory `root` (created if needed); returns the directory.
+
+    `fs`: the filesystem `root` is a path on (e.g. from `ResultsLayout.filesystem`, whose paths carry no URI
+    scheme); without it `root` is a local path or a URI."""
+    fs, path = (fs, str(root)) if fs is not None else resolve_filesystem(root)
     fs.create_dir(path, recursive=True)
     missing = [k for k in METRIC_KEYS if k not in metrics]
     if missing:
@@ -87,8 +90,9 @@ def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGr
     return path
 
 
-def read_results(root: str | Path) -> RunResults:
-    fs, path = resolve_filesystem(root)
+def read_results(root: str | Path, fs: pafs.FileSystem | None = None) -> RunResults:
+    """A run's results folder (a local path or a URI; or a path on `fs`)."""
+    fs, path = (fs, str(root)) if fs is not None else resolve_filesystem(root)
 
     def read_table(name: str) -> pd.DataFrame:
         with fs.open_input_file(f"{path}/{name}.parquet") as f:

@@ -54,10 +54,14 @@ class key_prefix:  # noqa: N801 - used like a function that returns a reusable h
     """
 
     def __init__(self, *, model: str, revision: str | None, engine_settings: dict, template_digest: str,
-                 system_message: str | None, k: int, seed: int, mode: str) -> None:
+                 system_message: str | None, k: int, seed: int, mode: str, temperature: float | None = None,
+                 max_tokens: int | None = None) -> None:
+        # temperature and max_tokens change sampled replies; a logprob request reads one next-token distribution,
+        # which neither touches (callers pass None there)
         payload = json.dumps({"model": model, "revision": revision, "engine": engine_settings,
                               "template": template_digest, "system": system_message, "k": k, "seed": seed,
-                              "mode": mode, "key_format": 3}, sort_keys=True, default=str)
+                              "mode": mode, "temperature": temperature, "max_tokens": max_tokens,
+                              "key_format": 4}, sort_keys=True, default=str)
         self._secret = hashlib.blake2b(payload.encode(), digest_size=32).digest()
         self._order = np.stack([self._value(b"order", bytes([o])) for o in range(2)])
 

@@ -40,7 +40,7 @@ def load_sweep(results_root: str, sweep_name: str) -> tuple[list[dict], dict[str
     layout = ResultsLayout(str(results_root))
     fs = layout.filesystem[0]
     base = layout.sweep_dir(sweep_name)
-    models_dir = f"{base}/models"
+    models_dir = layout.sweep_records_dir(sweep_name)
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"sweep directory {base} does not exist")
     if fs.get_file_info(models_dir).type != pafs.FileType.Directory:

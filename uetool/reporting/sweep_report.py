@@ -188,4 +188,4 @@ def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int =
     write_atomic(fs, f"{out_dir}/report.html", html)
     if isinstance(fs, pafs.LocalFileSystem):
         return Path(out_dir) / "report.html"
-    return f"{str(results_root).rstrip('/')}/sweeps/{sweep_name}/report.html"
+    return f"{str(results_root).rstrip('/')}/sweeps/{sweep_name}/report.html"  # as the user spelled the root

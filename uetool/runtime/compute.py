@@ -54,7 +54,7 @@ def _engine_device(run: RunConfig, resources) -> str:
     if run.engine.name == "openai":
         return f"remote API ({run.model.api_base})"
     if resources.num_gpus > 0:
-        gpus = resources.tensor_parallel_size if resources.bundles() else resources.num_gpus
+        gpus = resources.tensor_parallel_size if resources.tensor_parallel_size > 1 else resources.num_gpus
         return f"{gpus:g} GPU(s) per replica"
     return f"CPU ({resources.num_cpus:g} per replica)"
 
@@ -69,11 +69,14 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     started = time.perf_counter()
     run = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
     run.check_environment()  # a sweep's plan leaves this to each model's own job
+    if run.generation_settings.mode == "generate":
+        raise ValueError("`elicitation.mode=generate` is free generation (for analyses' free-form answers and judge "
+                         "calls); compute_utilities elicits forced choices: use sample or logprob")
     fs, out_dir = run.layout.filesystem[0], run.out_dir
     fs.create_dir(out_dir, recursive=True)
     store = ResponseStore(run.layout, run.model.key)
     fingerprint = run.fingerprint()
-    checkpoint_path = f"{out_dir}/checkpoint.npz"
+    checkpoint_path = run.layout.checkpoint(run.experiment, run.model.key)
     state = _read_checkpoint(fs, checkpoint_path, fingerprint)
 
     def checkpoint(s: ActiveLearningState) -> None:
@@ -132,7 +135,7 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
         metrics["logprob_other_mass"] = float(np.mean(elicitor.stats.logprob_other_mass))
     prov = run_provenance(run, _engine_device(run, resources) if resources is not None else None)
     write_results(out_dir, utilities, result.graph, metrics, redacted_yaml(run.raw),
-                  run.active_learning.unparseable_policy, provenance=prov)
+                  run.active_learning.unparseable_policy, provenance=prov, fs=fs)
     from ..reporting.run_summary import write_summary, write_utility_plot
 
     write_utility_plot(fs, out_dir, utilities, title=f"{run.model.key} on {run.outcomes_name}")
@@ -167,7 +170,8 @@ def _fitted_resources(run: RunConfig):
     import ray
 
     cluster = ray.cluster_resources()
-    resources = pool_resources(run, cluster_has_gpus=cluster.get("GPU", 0) > 0)
+    # an autoscaling cluster may have no GPU node up yet: GPUs will come when a replica asks for them
+    resources = pool_resources(run, cluster_has_gpus=run.pool.autoscale or cluster.get("GPU", 0) > 0)
     cluster_cpus = float(cluster.get("CPU", resources.num_cpus))
     if resources.num_cpus > cluster_cpus and not run.pool.autoscale:
         print(f"pool.num_cpus={resources.num_cpus:g} exceeds the cluster's {cluster_cpus:g} CPUs; "

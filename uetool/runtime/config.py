@@ -10,6 +10,7 @@ the settings that change its answers (`engine_arguments`, `answer_settings`), th
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -27,11 +28,11 @@ from ..io.layout import ResultsLayout
 
 __all__ = ["RunConfig", "ModelConfig", "EngineConfig", "PoolConfig", "ElicitationConfig", "FitConfig",
            "RayTrainConfig", "RayConfig", "PoolResources", "replica_bundles", "validate_config", "pool_resources",
-           "redacted_yaml", "MOVED_TO_POOL", "TOP_LEVEL_KEYS"]
+           "redacted_yaml", "MOVED_TO_POOL", "RETIRED_ENGINE_KEYS", "TOP_LEVEL_KEYS", "moved_key_message"]
 
 # engine.* keys that became pool.* keys (they size the pool; they never changed answers)
 MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
-_RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
+RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
                   "seed", "progress", "ray")
 _SECRET_HINTS = ("key", "token", "secret", "password")
@@ -297,7 +298,7 @@ class RunConfig:
         options = dict(self.engine.options)
         if name == "hf":
             args = {"path": model.path, "revision": model.revision, "kind": model.kind,
-                    "accepts_system_message": model.accepts_system_message, "dtype": _hf_dtype(model.dtype),
+                    "accepts_system_message": model.accepts_system_message, "dtype": model.dtype or "float32",
                     "batch_size": int(self.pool.batch_size),
                     "num_threads": max(1, int(resources.num_cpus if resources else self.pool.num_cpus) or 1),
                     **options}
@@ -310,41 +311,35 @@ class RunConfig:
             args = {"model": model.path, "api_base": model.api_base, "api_key_env": model.api_key_env,
                     "accepts_system_message": model.accepts_system_message, **options}
         else:  # a simulated model entry (conf/model/sim-*.yaml) carries its own agent and scale
-            args = {**options, **(model.simulated or {}), "n_outcomes": len(self.outcomes), "seed": self.seed}
+            args = {**options, **(model.simulated or {}), "seed": self.seed}
+            if name == "simulated_text":
+                args["outcomes"] = list(self.outcomes.descriptions)
+            else:
+                args["n_outcomes"] = len(self.outcomes)
         return {**args, **self.engine.kwargs}
 
     def answer_settings(self, engine_arguments: dict | None = None) -> dict:
         """The settings that change the engine's answers (and only those): they enter every request key, so that
         running the same model with more CPUs, other batch sizes or on a smaller GPU asks nothing new."""
         args = self.engine_arguments() if engine_arguments is None else engine_arguments
-        declared = engine_class(self.engine.name).answer_settings
-        settings = {k: args.get(k) for k in declared}
+        cls = engine_class(self.engine.name)
+        # a setting left out takes the constructor's default: writing the default out changes no key
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        settings = {k: args.get(k, defaults.get(k)) for k in cls.answer_settings}
         return {"engine": self.engine.name, **settings, **self.engine.kwargs}
 
     def fingerprint(self) -> str:
         """What must match for a checkpoint to be resumed or a finished sweep model to be skipped: the outcomes'
         content, the model, the engine's answer settings, elicitation, fit schedule, seed and experiment."""
         outcomes = hashlib.sha256("\x1f".join(self.outcomes.descriptions).encode()).hexdigest()
-        payload = {"outcomes": outcomes, "model": asdict(self.model), "engine": self.answer_settings(),
-                   "elicitation": asdict(self.elicitation), "fit": {**asdict(self.fit), "bootstrap_tasks": None},
+        # identity and answers only: replicas, tensor parallelism, capability scores and how the fit is spread over
+        # workers or tasks change no result
+        fit = {"active": self.fit.active, "bootstrap": self.fit.bootstrap}
+        payload = {"outcomes": outcomes, "model": [self.model.key, self.model.model_id],
+                   "engine": self.answer_settings(), "elicitation": asdict(self.elicitation), "fit": fit,
                    "seed": self.seed, "experiment": self.experiment}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _hf_dtype(dtype: str | None) -> str:
-    """bfloat16 only where a GPU computes it; CPUs run float32 (bf16 matmuls there are slow and differ)."""
-    dtype = dtype or "float32"
-    if dtype == "bfloat16" and not _cuda():
-        return "float32"
-    return dtype
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 def _engine_config(section: dict, model: ModelConfig) -> EngineConfig:
@@ -353,20 +348,35 @@ def _engine_config(section: dict, model: ModelConfig) -> EngineConfig:
         raise ValueError(f"`engine.name` must be one of {ENGINE_NAMES}, got {name!r}")
     kwargs = dict(section.pop("kwargs", None) or {})
     for key in list(section):
-        if key in MOVED_TO_POOL:
-            raise ValueError(f"`engine.{key}` is now `pool.{key}` (pool settings size the engine pool and never "
-                             f"change answers); write pool.{key}={section[key]}")
-        if key in _RETIRED_ENGINE_KEYS:
-            raise ValueError(f"`engine.{key}` was removed: {_RETIRED_ENGINE_KEYS[key]}")
+        message = moved_key_message(f"engine.{key}")
+        if message:
+            raise ValueError(message)
     own = engine_class(name).options
     # conf/engine/auto.yaml lists every engine's keys: those of other engines are allowed there, and left unused
     others = {k for other in ENGINE_NAMES for k in engine_class(other).options}
     _reject_unknown("engine", section, set(own) | others | {"name", "kwargs"})
+    foreign = sorted(k for k in set(section) - set(own) if section[k] is not None)
+    if foreign:
+        raise ValueError(f"`engine` keys {foreign} belong to other engines than '{name}', which takes "
+                         f"{sorted(own) or 'no options'}")
     options = {k: section.get(k, v) if section.get(k) is not None else v for k, v in own.items()}
     for key, default in own.items():
         if isinstance(default, bool) and options[key] not in (True, False):
             raise ValueError(f"`engine.{key}` must be true or false, got {options[key]!r}")
     return EngineConfig(name=name, options=options, kwargs=kwargs)
+
+
+def moved_key_message(key: str) -> str | None:
+    """The message for an old spelling (`engine.shard_size`, `engine.local_channel`, ...), or None."""
+    section, _, name = key.partition(".")
+    if section != "engine":
+        return None
+    if name in MOVED_TO_POOL:
+        return (f"`engine.{name}` is now `pool.{name}` (pool settings size the engine pool and never change "
+                f"answers): write pool.{name}=... (in a sweep: sweep.pool_overrides.<engine>.{name})")
+    if name in RETIRED_ENGINE_KEYS:
+        return f"`engine.{name}` was removed: {RETIRED_ENGINE_KEYS[name]}"
+    return None
 
 
 def pool_resources(run: RunConfig, *, cluster_has_gpus: bool = True) -> PoolResources:
@@ -378,6 +388,9 @@ def pool_resources(run: RunConfig, *, cluster_has_gpus: bool = True) -> PoolReso
     engine = run.engine.name
     tp = int(run.model.tensor_parallel_size or 1) if engine == "vllm" else 1
     num_gpus = run.pool.num_gpus
+    if tp > 1 and num_gpus is not None and float(num_gpus) != tp:
+        raise ValueError(f"`pool.num_gpus` must be null or the model's tensor_parallel_size ({tp}) for a "
+                         f"tensor-parallel vllm replica, got {num_gpus}")
     if num_gpus is None:
         num_gpus = float(tp) if (engine == "vllm" and cluster_has_gpus) else 0.0
     shard_size = run.pool.shard_size or engine_class(engine).shard_size

@@ -21,7 +21,7 @@ from ..engines.base import GenerationSettings, RequestBatch, ResultBatch
 from ..engines.replies import Replies
 from ..io.store import ResponseStore, key_prefix
 
-__all__ = ["Elicitor", "ElicitationStats"]
+__all__ = ["Elicitor", "ElicitationStats", "ShardWriter", "sampling_key"]
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Elicitor:
                                     style=parser_style)
         self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,
                                 template_digest=template.digest, system_message=system_message, k=settings.k,
-                                seed=settings.seed, mode=settings.mode)
+                                seed=settings.seed, mode=settings.mode, **sampling_key(settings))
         self._key_values = self._keys.outcome_values(list(outcomes.descriptions))
 
     def requests_for(self, pairs: np.ndarray, render: bool = True) -> RequestBatch:
@@ -146,6 +146,13 @@ class ShardWriter:
     def __call__(self, shard: ResultBatch) -> None:
         self.remaining -= len(shard)
         self.store.append(shard, background=self.remaining > 0, new=self.distinct)
+
+
+def sampling_key(settings: GenerationSettings) -> dict:
+    """The sampling settings that change answers: temperature and max_tokens, except in logprob mode."""
+    if settings.mode == "logprob":
+        return {"temperature": None, "max_tokens": None}
+    return {"temperature": float(settings.temperature), "max_tokens": int(settings.max_tokens)}
 
 
 def _shown(a: np.ndarray, b: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import time
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -29,11 +30,12 @@ from ..engines import create_engine, engine_class
 from ..engines.base import GenerationSettings, RequestBatch, ResultBatch
 from .config import PoolResources, replica_bundles
 
-__all__ = ["EngineActor", "EnginePool", "PoolStartError", "replica_bundles"]
+__all__ = ["EngineActor", "EnginePool", "PoolStartError", "check_placeable", "release_placement_groups"]
 
 # a replica's process is gone (a RayTaskError is the engine's own exception, even when it wraps one of these)
 _ACTOR_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
 _WAIT_REPORT_S = 60.0  # while waiting for resources, say what is awaited this often
+_ALL_OR_NONE_WINDOW_S = (2.0, 6.0)  # a multi-replica pool holds partial reservations this long at most
 
 
 class PoolStartError(RuntimeError):
@@ -68,20 +70,39 @@ def _describe(bundles: list[dict]) -> str:
     return f"{what} in one node" if len(bundles) > 1 else what
 
 
-def check_placeable(bundles: list[dict]) -> None:
-    """Fail now, naming what is missing, when no alive node of the cluster could ever hold the replica (STRICT_PACK:
-    all its bundles on one node). On an autoscaling cluster, skip this (`pool.autoscale=true`)."""
+def check_placeable(bundles: list[dict], replicas: int = 1) -> None:
+    """Fail now, naming what is missing, when the alive nodes of the cluster could never hold the pool (each
+    replica's bundles on one node, STRICT_PACK). On an autoscaling cluster, skip this (`pool.autoscale=true`)."""
     if not bundles:
         return
     need = {k: sum(b.get(k, 0.0) for b in bundles) for k in {k for b in bundles for k in b}}
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
+    holds = [int(min(node.get(k, 0.0) // v for k, v in need.items())) for node in nodes]
+    if sum(holds) >= replicas:
         return
     have = ", ".join(sorted({" + ".join(f"{node.get(k, 0.0):g} {k}" for k in sorted(need, reverse=True))
                              for node in nodes})) or "no alive nodes"
+    if any(holds):
+        raise PoolStartError(f"an engine pool of {replicas} replicas needs {_describe(bundles)} for each; the "
+                             f"cluster's nodes ({have}) hold {sum(holds)} at most. Lower pool.replicas, or use a "
+                             "bigger cluster (pool.autoscale=true on an autoscaling one)")
     raise PoolStartError(f"an engine replica needs {_describe(bundles)}; the cluster's nodes have {have}. Use a "
                          "cluster with such nodes, lower pool.num_cpus / pool.num_gpus or the model's "
                          "tensor_parallel_size, or set pool.autoscale=true on an autoscaling cluster")
+
+
+def release_placement_groups(prefix: str) -> int:
+    """Remove the placement groups whose name starts with `prefix` (a pool's name): what a pool reserved when the
+    process that owned it died before releasing it. Returns how many were removed."""
+    from ray.util import placement_group_table
+    from ray.util.placement_group import PlacementGroup
+
+    removed = 0
+    for group_id, info in placement_group_table().items():
+        if info.get("state") != "REMOVED" and str(info.get("name") or "").startswith(prefix):
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
+            removed += 1
+    return removed
 
 
 class EnginePool:
@@ -115,8 +136,10 @@ class EnginePool:
         self.actors: list = []
         try:
             if not autoscale:
-                check_placeable(self.bundles)
-            self.actors = [self._new_actor(slot) for slot in range(replicas)]
+                check_placeable(self.bundles, replicas)
+            self._reserve(list(range(replicas)))
+            for slot in range(replicas):
+                self.actors.append(self._new_actor(slot))
         except BaseException:
             self.shutdown()
             raise
@@ -138,31 +161,58 @@ class EnginePool:
     def actor_name(self, slot: int) -> str | None:
         return None if self.name is None else f"{self.name}/{slot}.{self._generation[slot]}"
 
-    def _placement(self, slot: int) -> dict:
-        """Actor options that place a replica: in a fresh placement group once its resources are reserved."""
-        if not self.bundles:
-            return {"num_cpus": 0, "num_gpus": 0}
-        group = placement_group(self.bundles, strategy="STRICT_PACK")
-        self._groups[slot] = group
-        started = time.monotonic()
+    def group_name(self, slot: int) -> str | None:
+        """Placement groups are named like replicas, so that a sweep can release the groups of a model whose task
+        died (a group belongs to the job, not to the task that created it)."""
+        return None if self.name is None else f"{self.name}/{slot}.{self._generation[slot]}"
+
+    def _reserve(self, slots: list[int]) -> None:
+        """Reserve the placement groups of `slots`, all or none.
+
+        Waiting replica by replica lets two pools each hold one replica's resources while both wait for another
+        (a deadlock in a sweep); so all groups are requested together, and when they are not all placed within a
+        short window they are released and asked for again after a jittered pause. Ends with PoolStartError once
+        `start_timeout_s` has passed, naming what was awaited and what is free.
+        """
+        if not self.bundles or not slots:
+            return
+        limit, rng = self.start_timeout_s, random.Random()
+        started = reported = time.monotonic()
+        what = _describe(self.bundles) + (f" for each of {len(slots)} replicas" if len(slots) > 1 else "")
         while True:
-            limit = self.start_timeout_s
-            left = None if limit is None else limit - (time.monotonic() - started)
-            step = _WAIT_REPORT_S if left is None else max(0.0, min(left, _WAIT_REPORT_S))
-            try:
-                ray.get(group.ready(), timeout=step)
-                break
-            except GetTimeoutError:
-                waited = time.monotonic() - started
-                free = ray.available_resources()
-                status = f"{free.get('CPU', 0.0):g} CPUs and {free.get('GPU', 0.0):g} GPUs are free now"
-                if limit is not None and waited >= limit:
-                    raise PoolStartError(
-                        f"engine replica {slot} of '{self.engine}' waited {waited:.0f} s for {_describe(self.bundles)} "
-                        f"(pool.start_timeout_s={limit:g}); {status}. Other jobs may hold them: wait for them, or "
-                        "raise pool.start_timeout_s") from None
-                print(f"engine replica {slot} of '{self.engine}' waiting for {_describe(self.bundles)} "
-                      f"({waited:.0f} s so far; {status})", flush=True)
+            for slot in slots:
+                if self._groups[slot] is None:
+                    self._groups[slot] = placement_group(self.bundles, strategy="STRICT_PACK",
+                                                         name=self.group_name(slot) or "")
+            window = _WAIT_REPORT_S if len(slots) == 1 else rng.uniform(*_ALL_OR_NONE_WINDOW_S)
+            if limit is not None:
+                window = min(window, max(0.0, limit - (time.monotonic() - started)))
+            waits = [self._groups[slot].ready() for slot in slots]
+            ready, _ = ray.wait(waits, num_returns=len(waits), timeout=window)
+            if len(ready) == len(waits):
+                return
+            waited = time.monotonic() - started
+            free = ray.available_resources()
+            status = f"{free.get('CPU', 0.0):g} CPUs and {free.get('GPU', 0.0):g} GPUs are free now"
+            if limit is not None and waited >= limit:
+                raise PoolStartError(
+                    f"engine pool '{self.engine}' waited {waited:.0f} s for {what} (pool.start_timeout_s={limit:g}; "
+                    f"in a sweep: sweep.start_timeout_s); {status}. Other jobs may hold them: wait for them, or raise "
+                    "the timeout")
+            if len(slots) > 1:  # all or none: give back what was placed, so that no other pool waits on it
+                for slot in slots:
+                    self._remove_group(slot)
+                time.sleep(rng.uniform(0.2, 1.0))
+            if time.monotonic() - reported >= _WAIT_REPORT_S:
+                reported = time.monotonic()
+                print(f"engine pool '{self.engine}' waiting for {what} ({waited:.0f} s so far; {status})", flush=True)
+
+    def _placement(self, slot: int) -> dict:
+        """Actor options that place a replica in its reserved placement group (plain options when it asks for
+        no resources)."""
+        group = self._groups[slot]
+        if group is None:
+            return {"num_cpus": 0, "num_gpus": 0}
         if len(self.bundles) > 1:
             # tensor parallel: the engine's own workers (vLLM's Ray executor) take the group's GPU bundles
             return {"num_cpus": 0, "num_gpus": 0, "scheduling_strategy": PlacementGroupSchedulingStrategy(
@@ -232,6 +282,7 @@ class EnginePool:
         """A fresh replica in `slot`; the dead one's actor and placement group are released first."""
         self._release(slot)
         self._generation[slot] += 1
+        self._reserve([slot])
         self.actors[slot] = self._new_actor(slot)
         self.replacements += 1
 
@@ -241,6 +292,9 @@ class EnginePool:
                 ray.kill(self.actors[slot], no_restart=True)
             except Exception:  # noqa: BLE001 - it is already dead
                 pass
+        self._remove_group(slot)
+
+    def _remove_group(self, slot: int) -> None:
         group, self._groups[slot] = self._groups[slot], None
         if group is not None:
             try:

@@ -19,6 +19,7 @@ import ray
 
 from ..core.progress import progress_bar
 from .compute import compute_utilities, run_provenance
+from .pool import release_placement_groups
 from .ray_session import ensure_ray
 from .results_actor import ResultsActor
 from .sweep_plan import ModelPlan, plan_sweep
@@ -100,6 +101,8 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
     sweep = str(cfg["sweep"]["name"])
     ensure_ray(plans[0].run.ray)
     actor = _results_actor(cfg, sweep)
+    for plan in plans:  # what a crashed earlier run of this sweep left reserved
+        release_placement_groups(engine_pool_name(sweep, plan.key) + "/")
     finished = ray.get(actor.finished.remote())
     skipped = [p.key for p in plans if finished.get(p.key) == p.fingerprint]
     todo = [p for p in plans if p.key not in skipped]
@@ -113,6 +116,8 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
             try:
                 record = ray.get(done[0])
             except ray.exceptions.RayError as error:  # the task's worker died (OOM killer, segfault, ...)
+                # its pool could not release what it reserved: placement groups outlive the task that made them
+                release_placement_groups(engine_pool_name(sweep, plan.key) + "/")
                 record = _failed_record(plan, sweep,
                                         f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}", None)
             ray.get(actor.record.remote(record))

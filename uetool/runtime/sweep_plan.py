@@ -133,8 +133,13 @@ def plan_sweep(cfg: dict, conf_dir: Path | str) -> list[ModelPlan]:
         engine = model_cfg["engine"].get("name") or model.get("engine")
         model_cfg["engine"].update(_overrides(sweep, "engine", engine))
         model_cfg["engine"]["name"] = engine
-        model_cfg["pool"] = {**(model_cfg.get("pool") or {}), **_overrides(sweep, "pool", engine),
-                             # a sweep's models queue for each other's resources: no start timeout unless asked
+        pool_overrides = _overrides(sweep, "pool", engine)
+        if "start_timeout_s" in pool_overrides:
+            raise ValueError(f"sweep {name!r}: set the replicas' start timeout with sweep.start_timeout_s (a sweep's "
+                             "models queue for each other's resources), not in sweep.pool_overrides")
+        # a sweep's models queue for each other's resources: sweep.start_timeout_s (null: no limit) replaces
+        # pool.start_timeout_s, which bounds a single job's wait
+        model_cfg["pool"] = {**(model_cfg.get("pool") or {}), **pool_overrides,
                              "start_timeout_s": sweep.get("start_timeout_s")}
         model_cfg["progress"] = False  # one sweep-level bar; per-model bars from many processes interleave
         try:
