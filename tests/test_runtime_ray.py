@@ -256,3 +256,44 @@ def test_the_prompt_reading_simulated_engine_runs_as_a_job(tmp_path):
     met, base = engine.agent_for(wording, 10).mean, engine._agent(10).mean
     assert pearsonr(utilities["mean"], met)[0] > 0.97
     assert pearsonr(utilities["mean"], base)[0] < pearsonr(utilities["mean"], met)[0] - 0.1
+
+
+class _FailingPool:
+    """A real engine pool that fails once `fail_after` requests have been answered (a job killed mid-step)."""
+
+    def __init__(self, pool, fail_after: int | None) -> None:
+        self.pool, self.fail_after, self.answered = pool, fail_after, 0
+        self.reads_text, self.replacements = pool.reads_text, 0
+
+    def run(self, requests, settings, on_shard=None):
+        def count(shard):
+            if on_shard is not None:
+                on_shard(shard)  # stored before the failure, as a real kill after a stored shard leaves it
+            self.answered += len(shard)
+            if self.fail_after is not None and self.answered >= self.fail_after:
+                raise KeyboardInterrupt("killed while asking")
+
+        return self.pool.run(requests, settings, on_shard=count)
+
+
+def test_a_run_killed_while_asking_triads_resumes_without_asking_a_stored_edge_again(tmp_path):
+    from uetool.runtime.pool import EnginePool
+
+    overrides = ["model=tiny-random", "engine=simulated", "outcomes=main", "fit.bootstrap=0", "progress=false",
+                 "pool.shard_size=100", "transitivity.n_triads=300"]
+    clean = compute_utilities(compose(overrides + [f"results_root={tmp_path / 'clean'}"]))
+    learning = 2 * (clean["metrics"]["n_edges"] + clean["metrics"]["n_holdout_edges"])  # requests before triads
+    assert clean["stats"].asked > learning
+    cfg = compose(overrides + [f"results_root={tmp_path / 'killed'}"])
+    with EnginePool("simulated", {"n_outcomes": 510, "seed": 0}, num_cpus=0.5, shard_size=100,
+                    progress=False) as pool:
+        with pytest.raises(KeyboardInterrupt):  # killed after 2 shards of triad edges were stored
+            compute_utilities(cfg, pool=_FailingPool(pool, fail_after=learning + 200))
+    stored = ResponseStore(str(tmp_path / "killed"), "tiny-random").count_rows()
+    assert learning < stored < clean["stats"].asked  # some triad edges made it to the store, not all
+    resumed = compute_utilities(cfg)
+    assert resumed["stats"].asked == clean["stats"].asked - stored  # nothing stored is asked again
+    for name in ("utilities", "triads"):
+        pd.testing.assert_frame_equal(pd.read_parquet(f"{clean['out_dir']}/{name}.parquet"),
+                                      pd.read_parquet(f"{resumed['out_dir']}/{name}.parquet"))
+    assert resumed["metrics"]["log10_cycle_probability"] == clean["metrics"]["log10_cycle_probability"]

@@ -28,7 +28,7 @@ from ..core.thurstonian import ThurstonianFit
 from .files import resolve_filesystem, write_atomic
 
 __all__ = ["METRIC_KEYS", "RunResults", "write_results", "read_results", "import_reference_results",
-           "utilities_frame", "json_safe"]
+           "utilities_frame", "json_safe", "write_triads"]
 
 METRIC_KEYS = ("n_outcomes", "n_edges", "holdout_accuracy", "holdout_log_loss", "train_accuracy",
                "average_confidence", "log10_cycle_probability", "hard_cycle_rate", "unparseable_rate",
@@ -88,6 +88,14 @@ def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGr
     if config_yaml is not None:
         write_atomic(fs, f"{path}/config.yaml", config_yaml.encode())
     return path
+
+
+def write_triads(fs: pafs.FileSystem, path: str, frame: pd.DataFrame) -> str:
+    """triads.parquet: one row per asked triad (a, b, c, p_ab, p_bc, p_ac, p_cycle, hard_cycle)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    write_atomic(fs, f"{path}/triads.parquet", sink.getvalue().to_pybytes())
+    return f"{path}/triads.parquet"
 
 
 def read_results(root: str | Path, fs: pafs.FileSystem | None = None) -> RunResults:

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.active import ActiveLearningState, run_active_learning
+from ..core.graph import HOLDOUT, TRAIN
 from ..core.thurstonian import bootstrap_intervals
+from ..core.transitivity import confidence_metrics, measure_transitivity, pair_probabilities
 from ..io.files import file_exists, read_bytes, write_atomic
 from ..io.provenance import content_hash, provenance
-from ..io.results import utilities_frame, write_results
+from ..io.results import utilities_frame, write_results, write_triads
 from ..io.store import ResponseStore
 from .config import RunConfig, pool_resources, redacted_yaml
 from .elicit import Elicitor
@@ -104,17 +106,19 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
                             system_message=run.elicitation.system_message, parser_style=run.elicitation.parser)
         result = run_active_learning(len(run.outcomes), elicitor, run.active_learning, state=state,
                                      on_round=checkpoint, progress=run.progress, fit_fn=_fit_function(run))
+        learning_seconds = time.perf_counter() - learning_started
+        # asked through the same elicitor: stored triad edges are served from the store (a resumed run asks none
+        # twice), new ones are stored before they are used
+        triads = measure_transitivity(len(run.outcomes), elicitor, n_triads=run.transitivity.n_triads,
+                                      seed=run.seed, policy=run.active_learning.unparseable_policy)
     finally:
         replacements = getattr(pool, "replacements", 0)
         if own_pool and pool is not None:
             pool.shutdown()
-    learning_seconds = time.perf_counter() - learning_started
     bootstrap_started = time.perf_counter()
     ci_low = ci_high = None
     n_boot = run.fit.bootstrap
     if n_boot > 0:
-        from ..core.graph import TRAIN
-
         train = result.graph.select(TRAIN)
         active = run.active_learning
         p, w = train.probabilities(active.unparseable_policy, np.random.default_rng([active.seed, 11]))
@@ -128,6 +132,8 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     bootstrap_seconds = time.perf_counter() - bootstrap_started
     utilities = utilities_frame(run.outcomes, result.fit, ci_low, ci_high)
     metrics = dict(result.metrics)
+    metrics.update(triads.metrics)
+    metrics.update(_confidence(result, triads, run))
     metrics.update(model=run.model.key, outcomes=run.outcomes_name, engine=run.engine.name,
                    elicitation_mode=run.generation_settings.mode, failed_requests=elicitor.stats.failed_requests,
                    reused_requests=elicitor.stats.reused, asked_requests=elicitor.stats.asked)
@@ -138,6 +144,7 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
                   run.active_learning.unparseable_policy, provenance=prov, fs=fs)
     from ..reporting.run_summary import write_summary, write_utility_plot
 
+    write_triads(fs, out_dir, triads.frame())
     write_utility_plot(fs, out_dir, utilities, title=f"{run.model.key} on {run.outcomes_name}")
     summary = write_summary(fs, out_dir, utilities, metrics)
     stats = elicitor.stats
@@ -150,6 +157,15 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
                "overhead": max(0.0, total - start_seconds - stats.engine_seconds - fit)}
     return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": stats, "timings": timings,
             "replacements": replacements, "provenance": prov}
+
+
+def _confidence(result, triads, run: RunConfig) -> dict:
+    """average_confidence over every edge asked (training, holdout, triads) and over the uniform pairs alone."""
+    policy, seed = run.active_learning.unparseable_policy, run.seed
+    train, hold = result.graph.select(TRAIN), result.graph.select(HOLDOUT)
+    return confidence_metrics(pair_probabilities(train.counts, policy, seed), (np.stack([hold.a, hold.b], 1),
+                              pair_probabilities(hold.counts, policy, seed)), triads, len(run.outcomes),
+                              np.stack([train.a, train.b], 1))
 
 
 def open_pool(run: RunConfig, *, name: str | None = None, namespace: str | None = None):

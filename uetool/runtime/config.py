@@ -26,15 +26,16 @@ from ..engines import ENGINE_NAMES, engine_class
 from ..engines.base import GenerationSettings
 from ..io.layout import ResultsLayout
 
-__all__ = ["RunConfig", "ModelConfig", "EngineConfig", "PoolConfig", "ElicitationConfig", "FitConfig",
-           "RayTrainConfig", "RayConfig", "PoolResources", "replica_bundles", "validate_config", "pool_resources",
-           "redacted_yaml", "MOVED_TO_POOL", "RETIRED_ENGINE_KEYS", "TOP_LEVEL_KEYS", "moved_key_message"]
+__all__ = ["RunConfig", "TransitivityConfig", "ModelConfig", "EngineConfig", "PoolConfig", "ElicitationConfig",
+           "FitConfig", "RayTrainConfig", "RayConfig", "PoolResources", "replica_bundles", "validate_config",
+           "pool_resources", "redacted_yaml", "MOVED_TO_POOL", "RETIRED_ENGINE_KEYS", "TOP_LEVEL_KEYS",
+           "moved_key_message"]
 
 # engine.* keys that became pool.* keys (they size the pool; they never changed answers)
 MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
 RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
-                  "seed", "progress", "ray")
+                  "seed", "progress", "ray", "transitivity")
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 
@@ -166,6 +167,9 @@ class FitConfig:
     def from_dict(cls, values: dict | None) -> FitConfig:
         values = dict(values or {})
         own = {"bootstrap", "bootstrap_tasks", "backend", "ray_train"}
+        if "n_triads" in values:
+            raise ValueError("`fit.n_triads` is now `transitivity.n_triads`: triads are asked after the fit, drawn "
+                             "uniformly from all outcome triples")
         _reject_unknown("fit", values, set(_ACTIVE_KEYS) | own)
         active = {k: v for k, v in values.items() if k in _ACTIVE_KEYS}
         fit = cls(active=active, bootstrap=int(values.get("bootstrap", 100) or 0),
@@ -176,6 +180,15 @@ class FitConfig:
         if fit.bootstrap_tasks < 1:
             raise ValueError(f"`fit.bootstrap_tasks` must be >= 1, got {values.get('bootstrap_tasks')!r}")
         return fit
+
+
+@dataclass(frozen=True)
+class TransitivityConfig:
+    n_triads: int = 1000  # triads asked after the fit for the cycle metrics (0: none)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_triads, int) or self.n_triads < 0:
+            raise ValueError(f"`transitivity.n_triads` must be an integer >= 0, got {self.n_triads!r}")
 
 
 @dataclass(frozen=True)
@@ -223,6 +236,7 @@ class RunConfig:
     seed: int
     progress: bool
     ray: RayConfig
+    transitivity: TransitivityConfig
     sweep: dict | None
     raw: dict  # the resolved config as given (saved with every result, secrets redacted)
     outcomes: OutcomeSet = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
@@ -250,7 +264,9 @@ class RunConfig:
                   outcomes_source=str(outcomes_section["source"]), elicitation=elicitation, fit=fit,
                   experiment=str(experiment["name"]), results_root=str(cfg.get("results_root") or "results"),
                   seed=int(cfg.get("seed", 0)), progress=bool(cfg.get("progress", True)),
-                  ray=_build(RayConfig, "ray", cfg.get("ray")), sweep=cfg.get("sweep"), raw=cfg)
+                  ray=_build(RayConfig, "ray", cfg.get("ray")),
+                  transitivity=_build(TransitivityConfig, "transitivity", cfg.get("transitivity")),
+                  sweep=cfg.get("sweep"), raw=cfg)
         # built here so that every invalid value fails now, not mid-job
         run.generation_settings  # noqa: B018
         run.active_learning  # noqa: B018
@@ -335,7 +351,7 @@ class RunConfig:
         outcomes = hashlib.sha256("\x1f".join(self.outcomes.descriptions).encode()).hexdigest()
         # identity and answers only: replicas, tensor parallelism, capability scores and how the fit is spread over
         # workers or tasks change no result
-        fit = {"active": self.fit.active, "bootstrap": self.fit.bootstrap}
+        fit = {"active": self.fit.active, "bootstrap": self.fit.bootstrap, "triads": self.transitivity.n_triads}
         payload = {"outcomes": outcomes, "model": [self.model.key, self.model.model_id],
                    "engine": self.answer_settings(), "elicitation": asdict(self.elicitation), "fit": fit,
                    "seed": self.seed, "experiment": self.experiment}
