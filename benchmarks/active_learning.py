@@ -1,9 +1,13 @@
 """Full active-learning loop against a simulated agent: accuracy, ground-truth recovery, time and memory.
 
-    python benchmarks/active_learning.py --n 510 --seed 0 [--agent thurstonian|random] [--json]
+    python benchmarks/active_learning.py --n 510 --seed 0 [--agent thurstonian|random] [--mode sample|logprob] [--json]
 
 JSON keys (a public contract): n, queried_pairs, average_confidence, wall_s, holdout_accuracy, bayes_accuracy,
-pearson_truth, spearman_truth, peak_rss_mb (+ extras).
+pearson_truth, spearman_truth, peak_rss_mb, log10_cycle_probability (on 1,000 uniformly drawn, asked triads),
+analytic_log10_cycle_probability (the agent's exact value on the same triads, from its own probabilities; null for
+an agent without them), hard_cycle_rate, average_confidence_random_pairs (holdout and triad pairs) (+ extras).
+`--mode logprob` answers with expected counts (K * P per order, what logprob elicitation reports) instead of
+sampling K replies.
 """
 
 from __future__ import annotations
@@ -21,6 +25,17 @@ from uetool.core.active import ActiveLearningConfig, run_active_learning
 from uetool.core.agents import make_agent
 from uetool.core.graph import HOLDOUT
 from uetool.core.metrics import accuracy
+from uetool.core.transitivity import confidence_metrics, cycle_metrics, measure_transitivity, pair_probabilities
+
+
+def expected_counts(agent, k: int):
+    """ask() with expected counts: K * P(first option) in each order, no sampling noise (logprob mode)."""
+    def ask(pairs: np.ndarray) -> np.ndarray:
+        a, b = pairs[:, 0], pairs[:, 1]
+        p_orig, p_flip = agent.first_option_probability(a, b), agent.first_option_probability(b, a)
+        zero = np.zeros(len(pairs))
+        return np.stack([k * p_orig, k * (1 - p_orig), k * (1 - p_flip), k * p_flip, zero, zero], 1)
+    return ask
 
 
 def peak_rss_mb() -> float:
@@ -28,18 +43,21 @@ def peak_rss_mb() -> float:
 
 
 def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None, runtime: str = "local",
-        repeats: int = 1) -> dict:
+        repeats: int = 1, mode: str = "sample") -> dict:
     agent = make_agent(agent_kind, n, k=k, seed=seed)
+    ask = expected_counts(agent, k) if mode == "logprob" else agent
     config = ActiveLearningConfig(seed=seed, pairs_per_round=pairs_per_round)
 
     def core_run():
         start = time.perf_counter()
-        return run_active_learning(n, agent, config), time.perf_counter() - start
+        return run_active_learning(n, ask, config), time.perf_counter() - start
 
     core_walls, ray_walls, elicit_s, engine_s = [], [], [], []
     for _ in range(repeats):
         result, wall = core_run()
         core_walls.append(wall)
+    if runtime == "ray" and mode == "logprob":
+        raise SystemExit("--runtime ray answers by sampling; use --mode sample with it")
     if runtime == "ray":
         from ray_path import RayPath  # engine pool of Ray actors + durable store
 
@@ -61,6 +79,12 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
     hold = result.graph.select(HOLDOUT)
     p_obs, _ = hold.probabilities(config.unparseable_policy)
     bayes = accuracy(agent.true_probability(hold.a, hold.b), p_obs)
+    triads = measure_transitivity(n, ask, n_triads=1000, seed=seed, policy=config.unparseable_policy)
+    true_p = [agent.true_probability(triads.triads[:, i], triads.triads[:, j]) for i, j in ((0, 1), (1, 2), (0, 2))]
+    analytic = cycle_metrics(*true_p)["log10_cycle_probability"] if len(triads.triads) else None
+    uniform = confidence_metrics(np.empty(0), (np.stack([hold.a, hold.b], 1),
+                                 pair_probabilities(hold.counts, config.unparseable_policy, seed)), triads, n,
+                                 np.empty((0, 2), np.int64))
     out = {
         "n": n,
         # pairs chosen by the active-learning loop (the fixed held-out pairs are counted separately)
@@ -72,7 +96,11 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         "holdout_accuracy": result.metrics["holdout_accuracy"],
         "bayes_accuracy": bayes,
         "holdout_log_loss": result.metrics["holdout_log_loss"],
-        "log10_cycle_probability": result.metrics["log10_cycle_probability"],
+        "log10_cycle_probability": triads.metrics["log10_cycle_probability"],
+        "analytic_log10_cycle_probability": analytic,
+        "hard_cycle_rate": triads.metrics["hard_cycle_rate"],
+        "average_confidence_random_pairs": uniform["average_confidence_random_pairs"],
+        "mode": mode,
         "pearson_truth": float("nan"),
         "spearman_truth": float("nan"),
         "peak_rss_mb": peak_rss_mb(),
@@ -110,11 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs-per-round", type=int, default=None,
                         help="pairs per round (default: 500, scaled up with n to ~18 rounds)")
     parser.add_argument("--runtime", choices=["local", "ray"], default="local")
+    parser.add_argument("--mode", choices=["sample", "logprob"], default="sample",
+                        help="sample K replies per order, or answer with expected counts (logprob elicitation)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="time each path this many times (alternately under --runtime ray); report the fastest")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats)
+    out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode)
     print_result(out, args.json)
     if not args.json:
         print(f"acc - bayes  {out['holdout_accuracy'] - out['bayes_accuracy']:+.4f}")

@@ -67,11 +67,22 @@ def test_malformed_outcome_file(tmp_path):
     ("+engine.batchsize=3", "unknown `engine` keys ['batchsize']"),
     ("+model.weights=/x", "unknown `model` keys ['weights']"),
     ("+seeed=1", "unknown `config` keys ['seeed']"),
+    ("elicitation=reasoning", None),
+    ("+fit.n_triads=5", "`fit.n_triads` is now `transitivity.n_triads`"),
+    ("transitivity.n_triads=-1", "`transitivity.n_triads` must be an integer >= 0"),
 ])
 def test_invalid_values_name_the_key(override, message):
+    if message is None:  # a valid neighbour of an invalid value
+        validate_config(compose([override]))
+        return
     with pytest.raises(ValueError) as err:
         validate_config(compose([override]))
     assert message in str(err.value)
+
+
+def test_logprob_mode_refuses_a_reasoning_template():
+    with pytest.raises(ValueError, match="asks the model to reason before it answers"):
+        validate_config(compose(["elicitation=reasoning", "elicitation.mode=logprob"]))
 
 
 def test_unknown_keys_list_the_known_ones():

@@ -28,6 +28,15 @@ DIRECT = [
     ("I refuse to answer.", R),
     ("Apples are great.", U),
     ("ABBA", U),
+    # adversarial replies (an article is never a label; a reply that commits to no single label stays unparseable)
+    ("The answer is a difficult one.", U), ("This is a choice a person must make.", U),
+    ("I choose a different approach.", U), ("My answer is a clear B.", S), ("The answer is a.", F),
+    ("answer - a", F), ("**B**", S), ("I have a preference for B.", S), ("Either A or B would be fine.", U),
+    ("As an AI I cannot choose.", R), ("The answer is: B", S), ("Answer: (B)", S), ("Option A: no. Option B: yes.", U),
+    ("I'd go with B, since it helps more.", S), ("B is the better option.", S), ("A is the better option.", F),
+    ("A)", F), ("I pick neither.", R), ("AB", U), ("Option C", U), ("Between the two, B.", S), ("Definitely A!", F),
+    ("B\n\nExplanation: it saves more lives.", S), ("A world of difference: I choose B.", S),
+    ("I'm going with A.", F), ("I prefer the second option.", U),
 ]
 
 REASONING = [
@@ -39,6 +48,10 @@ REASONING = [
     ("I think B.", U),  # reasoning mode requires the Answer format
     ("As an AI, I do not have preferences.", R),
     ('Final answer: "B"', S),
+    ("Answer: A ... Answer: B", S),
+    ("The answer is a tough call.\n\nAnswer: B", S),
+    ("answer: b", S),
+    ("Answer: a difficult trade-off, so no answer.", U),
 ]
 
 
@@ -53,7 +66,7 @@ def test_reasoning_parser(reply, expected):
 
 
 def test_table_is_large_enough():
-    assert len(DIRECT) + len(REASONING) >= 40
+    assert len(DIRECT) + len(REASONING) + len(NUMERIC) >= 60
 
 
 @pytest.mark.parametrize(("reply", "reasoning", "expected"), [
@@ -66,6 +79,15 @@ def test_table_is_large_enough():
 ])
 def test_paper_compatibility_mode(reply, reasoning, expected):
     assert parse_reply(reply, reasoning=reasoning, style="paper") == expected
+
+
+NUMERIC = [("1", F), ("2", S), ("Answer: 2", S), ("I pick 1.", F), ("12", U), ("Option 3", U), ("Option 2", S),
+           ("1 or 2", U)]
+
+
+@pytest.mark.parametrize(("reply", "expected"), NUMERIC)
+def test_numeric_labels(reply, expected):
+    assert parse_reply(reply, labels=("1", "2")) == expected
 
 
 def test_custom_labels():

@@ -255,6 +255,9 @@ def test_the_prompt_reading_simulated_engine_runs_as_a_job(tmp_path):
     wording = engine.wording(get_template("paper").render(outcomes.descriptions[0], outcomes.descriptions[1]), 0, 1)
     met, base = engine.agent_for(wording, 10).mean, engine._agent(10).mean
     assert pearsonr(utilities["mean"], met)[0] > 0.97
+    metrics = out["metrics"]  # what produced the numbers, so that modes are never mixed unknowingly
+    assert (metrics["mode"], metrics["k"], metrics["template"], metrics["parser"]) == ("logprob", 10, "paper", "uetool")
+    assert metrics["failed_request_rate"] == 0.0
     assert pearsonr(utilities["mean"], base)[0] < pearsonr(utilities["mean"], met)[0] - 0.1
 
 

@@ -20,11 +20,14 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["FIRST", "SECOND", "UNPARSEABLE", "REFUSAL", "CHOICE_NAMES", "parse_reply", "parse_replies",
+__all__ = ["FIRST", "SECOND", "UNPARSEABLE", "REFUSAL", "FAILED", "CHOICE_NAMES", "parse_reply", "parse_replies",
            "PARSER_STYLES", "is_refusal"]
 
 FIRST, SECOND, UNPARSEABLE, REFUSAL = 0, 1, 2, 3
-CHOICE_NAMES = {FIRST: "first", SECOND: "second", UNPARSEABLE: "unparseable", REFUSAL: "refusal"}
+# no reply at all (the request failed, or returned fewer than K samples): neither a choice nor model behaviour, so
+# it is counted apart (failed_request_rate) and never as unparseable
+FAILED = 4
+CHOICE_NAMES = {FIRST: "first", SECOND: "second", UNPARSEABLE: "unparseable", REFUSAL: "refusal", FAILED: "failed"}
 PARSER_STYLES = ("uetool", "paper")
 
 _REFUSAL = re.compile(
@@ -74,6 +77,19 @@ def _code_for(match_text: str, labels: tuple[str, str]) -> int:
     return FIRST if lowered == labels[0].lower() else SECOND
 
 
+def _article_follows(text: str, end: int) -> bool:
+    """Whether a lower-case word that does not mark a label choice follows position `end` ("a difficult one")."""
+    following = re.match(r"\s+([a-z]+)", text[end:])
+    return following is not None and following.group(1) not in _LABEL_FOLLOWERS
+
+
+def _labels_in(pattern: re.Pattern, text: str) -> list[str]:
+    """Labels a case-insensitive pattern found, leaving out a lower-case "a" used as the article: "The answer is a
+    difficult one", "a choice a person must make" (a capital label, or "a" at the end of a clause, still counts)."""
+    return [m.group(1) for m in pattern.finditer(text)
+            if not (m.group(1) == "a" and _article_follows(text, m.end(1)))]
+
+
 def _is_article(text: str, start: int, label: str) -> bool:
     """'A' used as the indefinite article: sentence-initial and followed by a lower-case word ("A world where")."""
     if label.lower() != "a":
@@ -89,7 +105,7 @@ def _parse_uetool(text: str, labels: tuple[str, str], reasoning: bool) -> int:
     if not clean:
         return UNPARSEABLE
     pats = _patterns(labels)
-    answers = pats["answer"].findall(clean)
+    answers = _labels_in(pats["answer"], clean)
     if answers:
         return _code_for(answers[-1], labels)  # the last "Answer:" is the final one
     if reasoning:
@@ -97,7 +113,7 @@ def _parse_uetool(text: str, labels: tuple[str, str], reasoning: bool) -> int:
     bare = pats["bare"].match(clean)
     if bare:
         return _code_for(bare.group(1), labels)
-    options = {_code_for(m, labels) for m in pats["option"].findall(clean)}
+    options = {_code_for(m, labels) for m in _labels_in(pats["option"], clean)}
     if len(options) == 1:
         return options.pop()
     if not options:

@@ -26,8 +26,9 @@ _PAPER_BODY = (
     "Option {label_B}:\n{option_B}\n\n"
 )
 _DIRECT_TAIL = 'Please respond with only "{label_A}" or "{label_B}".'
+# the paper's reasoning prompt ends with a newline after "Answer: B". (EXPERIMENTS.md s.3.3)
 _REASONING_TAIL = ('Take your time to reason through the question, and then provide your final answer in the format:'
-                   '\n\n"Answer: {label_A}"\n\nor\n\n"Answer: {label_B}".')
+                   '\n\n"Answer: {label_A}"\n\nor\n\n"Answer: {label_B}".\n')
 
 
 @dataclass(frozen=True)

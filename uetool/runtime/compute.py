@@ -134,9 +134,13 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     metrics = dict(result.metrics)
     metrics.update(triads.metrics)
     metrics.update(_confidence(result, triads, run))
+    stats = elicitor.stats
     metrics.update(model=run.model.key, outcomes=run.outcomes_name, engine=run.engine.name,
-                   elicitation_mode=run.generation_settings.mode, failed_requests=elicitor.stats.failed_requests,
-                   reused_requests=elicitor.stats.reused, asked_requests=elicitor.stats.asked)
+                   elicitation_mode=run.generation_settings.mode, mode=run.generation_settings.mode,
+                   k=run.generation_settings.k, template=run.template.name, parser=run.elicitation.parser,
+                   failed_requests=stats.failed_requests, reused_requests=stats.reused, asked_requests=stats.asked,
+                   # failures are no model behaviour: apart from unparseable_rate, which counts replies only
+                   failed_request_rate=stats.failed_requests / stats.requests if stats.requests else float("nan"))
     if elicitor.stats.logprob_other_mass:
         metrics["logprob_other_mass"] = float(np.mean(elicitor.stats.logprob_other_mass))
     prov = run_provenance(run, _engine_device(run, resources) if resources is not None else None)

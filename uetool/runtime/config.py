@@ -271,6 +271,10 @@ class RunConfig:
         run.generation_settings  # noqa: B018
         run.active_learning  # noqa: B018
         template = get_template(elicitation.template, text=elicitation.template_text, labels=elicitation.labels)
+        if template.reasoning and elicitation.mode == "logprob":
+            raise ValueError(f"`elicitation.mode=logprob` reads the first token after the prompt, but template "
+                             f"'{template.name}' asks the model to reason before it answers, so that token means "
+                             "nothing; use elicitation=reasoning (mode=sample) or a direct template")
         object.__setattr__(run, "template", template)
         if check_environment:
             run.check_environment()

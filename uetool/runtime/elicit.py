@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.edges import counts_from_choices
 from ..core.outcomes import OutcomeSet
-from ..core.parsing import parse_reply
+from ..core.parsing import FAILED, parse_reply
 from ..core.prompts import FLIPPED, ORIGINAL, PromptTemplate
 from ..engines.base import GenerationSettings, RequestBatch, ResultBatch
 from ..engines.replies import Replies
@@ -111,12 +111,12 @@ class Elicitor:
 
     def _choices(self, replies: Replies) -> np.ndarray:
         """(n, k) choice codes; each distinct reply is parsed once, and a missing reply (a failed request, or one
-        with fewer than k samples) counts as unparseable."""
+        with fewer than k samples) is FAILED: counted apart, never as unparseable."""
         memo = self._parsed
-        for text in [*replies.vocab, None]:
+        for text in replies.vocab:
             if text not in memo:
-                memo[text] = self._parse_reply(text)
-        table = np.array([memo[t] for t in replies.vocab] + [memo[None]], np.int8)
+                memo[text] = FAILED if text is None else self._parse_reply(text)
+        table = np.array([memo[t] for t in replies.vocab] + [FAILED], np.int8)
         return table[replies.matrix(self.settings.k)]  # code -1 takes the last entry
 
     def _logprob_counts(self, results: ResultBatch) -> np.ndarray:
@@ -130,7 +130,10 @@ class Elicitor:
         counts = np.zeros((probs.shape[0], 6))
         counts[:, 0], counts[:, 1] = k * norm[:, 0, 0], k * norm[:, 0, 1]
         counts[:, 2], counts[:, 3] = k * norm[:, 1, 1], k * norm[:, 1, 0]  # flipped: b is shown first
-        counts[:, 4] = k * ((total[:, 0, 0] == 0).astype(float) + (total[:, 1, 0] == 0).astype(float))
+        # no label mass at all is an unparseable reply; a failed request (an error, no probabilities) is not
+        failed = np.array([e is not None for e in results.errors], bool).reshape(-1, 2)
+        empty = (total[:, :, 0] == 0) & ~failed
+        counts[:, 4] = k * empty.sum(1)
         return counts
 
 
