@@ -129,3 +129,24 @@ def test_random_agent_confidence_on_random_pairs():
     exact = measure_transitivity(300, _exact(agent), n_triads=1000, seed=0)
     logprob = confidence_metrics(np.empty(0), empty, exact, 300, np.empty((0, 2), np.int64))
     assert logprob["average_confidence_random_pairs"] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_cis_cover_the_truth_and_shrink_with_more_items():
+    from uetool.core.metrics import bootstrap_mean_ci
+
+    rng = np.random.default_rng(0)
+    values = rng.binomial(1, 0.3, 2000).astype(float)
+    low, high = bootstrap_mean_ci(values, seed=1)
+    assert low < 0.3 < high and high - low == pytest.approx(2 * 1.96 * np.sqrt(0.21 / 2000), rel=0.15)
+    wide = bootstrap_mean_ci(values[:200], seed=1)
+    assert wide[1] - wide[0] > 2.5 * (high - low)
+    assert bootstrap_mean_ci(values, seed=1) == [low, high]  # seeded
+    assert np.isnan(bootstrap_mean_ci(np.array([np.nan]), seed=0)).all()
+
+
+def test_cycle_cis_bracket_the_estimate_and_cover_fair_coins():
+    result = measure_transitivity(200, RandomAgent(k=10, seed=4), n_triads=1000, seed=4)
+    low, high = result.metrics["log10_cycle_probability_ci"]
+    assert low < result.metrics["log10_cycle_probability"] < high and low < np.log10(0.25) < high
+    h_low, h_high = result.metrics["hard_cycle_rate_ci"]
+    assert h_low < result.metrics["hard_cycle_rate"] < h_high

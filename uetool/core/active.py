@@ -25,7 +25,7 @@ import numpy as np
 
 from .edges import position_bias, response_rates
 from .graph import HOLDOUT, TRAIN, PreferenceGraph, contains, holdout_size, keys_to_pairs, pair_keys, sample_new_pairs
-from .metrics import accuracy, average_confidence, log_loss
+from .metrics import accuracy, accuracy_items, average_confidence, bootstrap_mean_ci, log_loss, log_loss_items
 from .progress import progress_bar
 from .thurstonian import ThurstonianFit, fit_thurstonian
 
@@ -247,6 +247,9 @@ def compute_metrics(fit: ThurstonianFit, graph: PreferenceGraph, config: ActiveL
         "n_holdout_edges": int(len(hold)),
         "holdout_accuracy": accuracy(pred_hold, p_hold),
         "holdout_log_loss": log_loss(pred_hold, p_hold),
+        # 95% percentile-bootstrap CIs over held-out edges (metrics.bootstrap_mean_ci)
+        "holdout_accuracy_ci": bootstrap_mean_ci(accuracy_items(pred_hold, p_hold), seed=config.seed),
+        "holdout_log_loss_ci": bootstrap_mean_ci(log_loss_items(pred_hold, p_hold), seed=config.seed),
         "train_accuracy": accuracy(pred_train, p_train),
         "train_log_loss": log_loss(pred_train, p_train),
         # over every edge asked so far (training and holdout); a job adds its triads (core.transitivity)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .edges import edge_probabilities
 from .graph import keys_to_pairs, pair_keys
-from .metrics import average_confidence
+from .metrics import average_confidence, bootstrap_mean_ci
 
 __all__ = ["sample_triads", "triad_pairs", "cycle_probabilities", "hard_cycles", "cycle_metrics",
            "TransitivityResult", "measure_transitivity", "pair_probabilities", "confidence_metrics"]
@@ -80,15 +80,22 @@ def hard_cycles(p_ab: np.ndarray, p_bc: np.ndarray, p_ac: np.ndarray) -> np.ndar
     return ((p_ab > 0.5) & (p_bc > 0.5) & (p_ac < 0.5)) | ((p_ab < 0.5) & (p_bc < 0.5) & (p_ac > 0.5))
 
 
-def cycle_metrics(p_ab: np.ndarray, p_bc: np.ndarray, p_ac: np.ndarray) -> dict[str, float]:
-    """log10 of the mean cycle probability, hard cycle rate and the number of triads with all three P defined."""
+def cycle_metrics(p_ab: np.ndarray, p_bc: np.ndarray, p_ac: np.ndarray, seed: int = 0) -> dict:
+    """log10 of the mean cycle probability, hard cycle rate (each with a 95% bootstrap CI over triads) and the
+    number of triads with all three P defined."""
     p_ab, p_bc, p_ac = (np.asarray(x, np.float64) for x in (p_ab, p_bc, p_ac))
     ok = np.isfinite(p_ab) & np.isfinite(p_bc) & np.isfinite(p_ac)
     if not ok.any():
-        return {"log10_cycle_probability": float("nan"), "hard_cycle_rate": float("nan"), "n_triads": 0}
-    mean = float(cycle_probabilities(p_ab[ok], p_bc[ok], p_ac[ok]).mean())
+        nan = float("nan")
+        return {"log10_cycle_probability": nan, "hard_cycle_rate": nan, "n_triads": 0,
+                "log10_cycle_probability_ci": [nan, nan], "hard_cycle_rate_ci": [nan, nan]}
+    cycles = cycle_probabilities(p_ab[ok], p_bc[ok], p_ac[ok])
+    hard = hard_cycles(p_ab[ok], p_bc[ok], p_ac[ok]).astype(np.float64)
+    mean = float(cycles.mean())
     return {"log10_cycle_probability": float(np.log10(mean)) if mean > 0 else float("-inf"),
-            "hard_cycle_rate": float(hard_cycles(p_ab[ok], p_bc[ok], p_ac[ok]).mean()), "n_triads": int(ok.sum())}
+            "hard_cycle_rate": float(hard.mean()), "n_triads": int(ok.sum()),
+            "log10_cycle_probability_ci": bootstrap_mean_ci(cycles, seed=seed, transform=np.log10),
+            "hard_cycle_rate_ci": bootstrap_mean_ci(hard, seed=seed)}
 
 
 @dataclass
@@ -119,7 +126,8 @@ def measure_transitivity(n_outcomes: int, ask: Callable[[np.ndarray], np.ndarray
     if counts.shape != (len(pairs), 6):
         raise ValueError(f"ask() must return an array of shape ({len(pairs)}, 6), got {counts.shape}")
     p = pair_probabilities(counts, policy, seed)
-    metrics = cycle_metrics(*(p[index[:, j]] for j in range(3))) if len(index) else cycle_metrics([], [], [])
+    metrics = cycle_metrics(*(p[index[:, j]] for j in range(3)), seed=seed) if len(index) else \
+        cycle_metrics([], [], [])
     return TransitivityResult(triads, pairs, counts, p, index, metrics)
 
 
@@ -132,7 +140,7 @@ def pair_probabilities(counts: np.ndarray, policy: str, seed: int) -> np.ndarray
 
 
 def confidence_metrics(train_p: np.ndarray, holdout: tuple[np.ndarray, np.ndarray], triads: TransitivityResult,
-                       n_outcomes: int, train_pairs: np.ndarray) -> dict[str, float]:
+                       n_outcomes: int, train_pairs: np.ndarray, seed: int = 0) -> dict:
     """`average_confidence` over every distinct edge asked (training, holdout and triad pairs) and
     `average_confidence_random_pairs` over the uniformly drawn pairs alone (holdout and triad pairs), which does
     not depend on the active-learning design."""
@@ -152,4 +160,6 @@ def confidence_metrics(train_p: np.ndarray, holdout: tuple[np.ndarray, np.ndarra
     uniform = distinct([keys(hold_pairs), keys(triads.pairs)], [hold_p, triads.p])
     return {"average_confidence": average_confidence(everything),
             "average_confidence_random_pairs": average_confidence(uniform),
+            "average_confidence_ci": bootstrap_mean_ci(np.maximum(everything, 1 - everything), seed=seed),
+            "average_confidence_random_pairs_ci": bootstrap_mean_ci(np.maximum(uniform, 1 - uniform), seed=seed),
             "n_confidence_edges": int(everything.size), "n_random_pairs": int(uniform.size)}

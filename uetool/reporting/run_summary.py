@@ -43,12 +43,16 @@ def format_summary(utilities: pd.DataFrame, metrics: dict, n_show: int = 5) -> s
     ranked = utilities.sort_values("mean", ascending=False)
     lines = [f"model: {metrics.get('model')}   outcomes: {metrics.get('outcomes')}   engine: {metrics.get('engine')}"
              f" ({metrics.get('elicitation_mode')})", ""]
-    keys = ["n_outcomes", "n_edges", "holdout_accuracy", "holdout_log_loss", "average_confidence",
-            "log10_cycle_probability", "hard_cycle_rate", "unparseable_rate", "refusal_rate", "position_bias",
-            "failed_requests"]
+    keys = ["n_outcomes", "n_edges", "n_triads", "holdout_accuracy", "holdout_log_loss", "average_confidence",
+            "average_confidence_random_pairs", "log10_cycle_probability", "hard_cycle_rate", "unparseable_rate",
+            "refusal_rate", "failed_request_rate", "position_bias"]
     for key in keys:
         value = metrics.get(key)
-        lines.append(f"  {key:<26}{value:.4f}" if isinstance(value, float) else f"  {key:<26}{value}")
+        line = f"  {key:<32}{value:.4f}" if isinstance(value, float) else f"  {key:<32}{value}"
+        ci = metrics.get(f"{key}_ci")
+        if ci and all(isinstance(v, float) for v in ci):
+            line += f"  (95% CI {ci[0]:.4f} to {ci[1]:.4f})"
+        lines.append(line)
     lines += ["", "top outcomes:"]
     lines += [f"  {r['mean']:+.2f}  {r['description']}" for _, r in ranked.head(n_show).iterrows()]
     lines += ["bottom outcomes:"]

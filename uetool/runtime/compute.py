@@ -169,7 +169,7 @@ def _confidence(result, triads, run: RunConfig) -> dict:
     train, hold = result.graph.select(TRAIN), result.graph.select(HOLDOUT)
     return confidence_metrics(pair_probabilities(train.counts, policy, seed), (np.stack([hold.a, hold.b], 1),
                               pair_probabilities(hold.counts, policy, seed)), triads, len(run.outcomes),
-                              np.stack([train.a, train.b], 1))
+                              np.stack([train.a, train.b], 1), seed=seed)
 
 
 def open_pool(run: RunConfig, *, name: str | None = None, namespace: str | None = None):
