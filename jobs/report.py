@@ -1,4 +1,5 @@
 """python -m jobs.report results_dir=<results root or a sweep directory> [sweep=<name>] [n_boot=1000] [seed=0]
+                        [mix_modes=false]
 
 Rebuilds a sweep's report (report.html, PNGs, CSV/Parquet tables) from what the results root holds, at any time:
 mid-sweep, after a crash, or on a copy of the results. Prints the path of report.html.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-_KEYS = {"results_dir": None, "sweep": None, "n_boot": "1000", "seed": "0"}
+_KEYS = {"results_dir": None, "sweep": None, "n_boot": "1000", "seed": "0", "mix_modes": "false"}
 
 
 class UsageError(ValueError):
@@ -61,10 +62,12 @@ def main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
         n_boot, seed = int(args["n_boot"]), int(args["seed"])
+        if args["mix_modes"] not in ("true", "false"):
+            raise UsageError(f"mix_modes must be true or false, got {args['mix_modes']!r}")
         root, sweep = resolve_sweep(str(args["results_dir"]), args["sweep"])
         from uetool.reporting import write_sweep_report
 
-        path = write_sweep_report(root, sweep, seed=seed, n_boot=n_boot)
+        path = write_sweep_report(root, sweep, seed=seed, n_boot=n_boot, mix_modes=args["mix_modes"] == "true")
     except (UsageError, FileNotFoundError, ValueError) as error:
         print(f"jobs.report: {error}", file=sys.stderr)
         return 2

@@ -332,3 +332,22 @@ def test_trends_and_reporting_keep_the_layering():
     core_only = subprocess.run([sys.executable, "-c", "import sys, uetool.core.trends;"
                                 "sys.exit('matplotlib' in sys.modules)"], capture_output=True, text=True)
     assert core_only.returncode == 0, "uetool.core.trends must not import matplotlib"
+
+
+def test_report_draws_no_trend_across_elicitation_modes_unless_asked():
+    from uetool.reporting.sweep_report import build_report_files
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(7):
+        metrics = _metrics(30.0 + 10 * i, rng) | {"mode": "logprob" if i < 3 else "sample"}
+        records.append({"model": f"m{i}", "status": "done", "capability": 30.0 + 10 * i, "capability_name": "mmlu",
+                        "metrics": metrics, "finished_at": "2026-11-26T00:00:00+00:00"})
+    strict = build_report_files(records, {}, "modes", n_boot=50)
+    trends = pd.read_csv(pd.io.common.BytesIO(strict["trends.csv"])).set_index("metric")
+    assert trends.loc["holdout_accuracy", "n"] == 4  # the four sample-mode models only
+    html = strict["report.html"].decode()
+    assert "different modes (logprob: 3, sample: 4)" in html and "m0, m1, m2" in html
+    mixed = build_report_files(records, {}, "modes", n_boot=50, mix_modes=True)
+    assert pd.read_csv(pd.io.common.BytesIO(mixed["trends.csv"])).set_index("metric").loc["holdout_accuracy", "n"] == 7
+    assert "different modes" not in mixed["report.html"].decode()

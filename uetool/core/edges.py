@@ -14,8 +14,8 @@ import numpy as np
 
 from .parsing import FIRST, REFUSAL, SECOND, UNPARSEABLE
 
-__all__ = ["COUNT_COLUMNS", "UNPARSEABLE_POLICIES", "edge_probabilities", "counts_from_choices",
-           "position_bias", "response_rates"]
+__all__ = ["COUNT_COLUMNS", "UNPARSEABLE_POLICIES", "edge_probabilities", "counts_from_choices", "position_bias",
+           "response_rates", "off_label_majority_rate"]
 
 COUNT_COLUMNS = ("n_a_orig", "n_b_orig", "n_a_flip", "n_b_flip", "n_unparseable", "n_refusal")
 UNPARSEABLE_POLICIES = ("distribution", "skip", "random")
@@ -84,3 +84,12 @@ def response_rates(counts: np.ndarray) -> dict[str, float]:
     if total <= 0:
         return {"unparseable_rate": float("nan"), "refusal_rate": float("nan")}
     return {"unparseable_rate": float(counts[:, 4].sum() / total), "refusal_rate": float(counts[:, 5].sum() / total)}
+
+
+def off_label_majority_rate(counts: np.ndarray) -> float:
+    """Logprob mode (where n_unparseable is K x the off-label mass): share of asked edges whose next-token mass falls
+    mostly (> 0.5) on neither label; NaN when no edge was asked."""
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 6)
+    asked = counts[:, :5].sum(1)
+    ok = asked > 0
+    return float(np.mean(counts[ok, 4] / asked[ok] > 0.5)) if ok.any() else float("nan")

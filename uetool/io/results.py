@@ -68,7 +68,7 @@ def utilities_frame(outcomes: OutcomeSet, fit: ThurstonianFit, ci_low: np.ndarra
 
 def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGraph, metrics: dict,
                   config_yaml: str | None = None, unparseable_policy: str = "distribution", *,
-                  provenance: dict | None = None, fs: pafs.FileSystem | None = None) -> str:
+                  provenance: dict | None = None, fs: pafs.FileSystem | None = None, mode: str = "sample") -> str:
     """Write the result files into directory `root` (created if needed); returns the directory.
 
     `fs`: the filesystem `root` is a path on (e.g. from `ResultsLayout.filesystem`, whose paths carry no URI
@@ -78,7 +78,11 @@ def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGr
     missing = [k for k in METRIC_KEYS if k not in metrics]
     if missing:
         raise ValueError(f"metrics lack required keys {missing}")
-    for name, frame in (("utilities", utilities), ("edges", graph.to_frame(unparseable_policy))):
+    edges = graph.to_frame(unparseable_policy)
+    if mode == "logprob":  # the next-token mass on neither label, averaged over the two orders
+        asked = edges[["n_a_orig", "n_b_orig", "n_a_flip", "n_b_flip", "n_unparseable"]].sum(axis=1)
+        edges["other_mass"] = np.where(asked > 0, edges["n_unparseable"] / asked.where(asked > 0, 1), np.nan)
+    for name, frame in (("utilities", utilities), ("edges", edges)):
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
         write_atomic(fs, f"{path}/{name}.parquet", sink.getvalue().to_pybytes())

@@ -109,10 +109,36 @@ def _trend_display(trends: pd.DataFrame) -> pd.DataFrame:
         "note": trends["note"]})
 
 
+def elicitation_modes(records: list[dict]) -> dict[str, list[str]]:
+    """Finished models by the elicitation mode their metrics were measured in ("unknown" for older records)."""
+    modes: dict[str, list[str]] = {}
+    for record in records:
+        if record.get("status") == "done":
+            mode = str((record.get("metrics") or {}).get("mode") or "unknown")
+            modes.setdefault(mode, []).append(record["model"])
+    return modes
+
+
 def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], sweep_name: str, *, seed: int = 0,
-                       n_boot: int = 1000) -> dict[str, bytes]:
-    """Every report file as {file name: bytes}, computed from the loaded sweep (no I/O)."""
+                       n_boot: int = 1000, mix_modes: bool = False) -> dict[str, bytes]:
+    """Every report file as {file name: bytes}, computed from the loaded sweep (no I/O).
+
+    Metrics measured in different elicitation modes (sample, logprob) are not comparable (a random agent reads 0.59
+    confidence sampled and 0.50 in logprob mode): unless `mix_modes`, trends are drawn over the models of the most
+    common mode only, and the page says which models were left out.
+    """
     table = metrics_table(records)
+    modes = elicitation_modes(records)
+    mode_note = ""
+    if len(modes) > 1 and not mix_modes:
+        kept = max(sorted(modes), key=lambda m: len(modes[m]))
+        left_out = sorted(m for mode, models in modes.items() if mode != kept for m in models)
+        counts = ", ".join(f"{m}: {len(v)}" for m, v in sorted(modes.items()))
+        mode_note = (f"Models were elicited in different modes ({counts}); trends are drawn over the "
+                     f"{len(modes[kept])} '{kept}' models only, leaving out {', '.join(left_out)}. Set "
+                     "trends.mix_modes=true (jobs.report: mix_modes=true) to draw one trend across modes.")
+    else:
+        left_out = []
     names = Counter(r.get("capability_name") for r in records if r.get("capability_name"))
     capability_name = names.most_common(1)[0][0] if names else "capability"
     cap = dict(zip(table["model"], table["capability"], strict=True))
@@ -120,7 +146,8 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     table = table.merge(spread[["model", "neighbour_std"]], on="model", how="left")
     table["neighbour_std"] = table["neighbour_std"].astype(float)
     metrics = _trend_metrics(table)
-    trends = trend_statistics(table, metrics, n_boot=n_boot, seed=seed)
+    trend_table = table[~table["model"].isin(left_out)].reset_index(drop=True)
+    trends = trend_statistics(trend_table, metrics, n_boot=n_boot, seed=seed)
     by_metric = {row["metric"]: row for _, row in trends.iterrows()}
 
     files: dict[str, bytes] = {
@@ -135,7 +162,7 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
         if by_metric[metric]["n"] == 0:
             continue  # no finished model reports it: nothing to draw
         name = f"trend_{_safe_name(metric)}.png"
-        files[name] = plots.trend_plot(table, metric, by_metric[metric], capability_name)
+        files[name] = plots.trend_plot(trend_table, metric, by_metric[metric], capability_name)
         (headline if metric in HEADLINE_METRICS else other).append((name, f"{metric} vs {capability_name}"))
     headline.sort(key=lambda item: [f"trend_{m}.png" for m in HEADLINE_METRICS].index(item[0]))
     heatmap = neighbour_png = None
@@ -153,6 +180,8 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     finished_at = {r["model"]: str(r.get("finished_at") or "") for r in records}
     failures.insert(2, "finished_at", [finished_at[m] for m in failures["model"]])
     notes = [f"{m}: {n}" for m, n in zip(table["model"], table["note"], strict=True) if n]
+    if mode_note:
+        notes.insert(0, mode_note)
     reason = similarity.attrs.get("reason", "")
     page = SweepPage(
         sweep_name=sweep_name,
@@ -169,13 +198,14 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     return files
 
 
-def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int = 0, n_boot: int = 1000) -> Path | str:
+def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int = 0, n_boot: int = 1000,
+                       mix_modes: bool = False) -> Path | str:
     """Load the sweep, write every report file into its directory, return the path of report.html.
 
     Returns a `Path` for a local results root and the URI string for a remote one (s3://...).
     """
     records, utilities = load_sweep(str(results_root), sweep_name)
-    files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot)
+    files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot, mix_modes=mix_modes)
     layout = ResultsLayout(str(results_root))
     fs, out_dir = layout.filesystem[0], layout.sweep_dir(sweep_name)
     html = files.pop("report.html")

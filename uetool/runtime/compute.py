@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.active import ActiveLearningState, run_active_learning
+from ..core.edges import off_label_majority_rate
 from ..core.graph import HOLDOUT, TRAIN
 from ..core.thurstonian import bootstrap_intervals
 from ..core.transitivity import confidence_metrics, measure_transitivity, pair_probabilities
@@ -143,9 +144,12 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
                    failed_request_rate=stats.failed_requests / stats.requests if stats.requests else float("nan"))
     if elicitor.stats.logprob_other_mass:
         metrics["logprob_other_mass"] = float(np.mean(elicitor.stats.logprob_other_mass))
+    if run.generation_settings.mode == "logprob":
+        metrics["off_label_majority_rate"] = off_label_majority_rate(np.concatenate([result.graph.counts,
+                                                                                       triads.counts]))
     prov = run_provenance(run, _engine_device(run, resources) if resources is not None else None)
     write_results(out_dir, utilities, result.graph, metrics, redacted_yaml(run.raw),
-                  run.active_learning.unparseable_policy, provenance=prov, fs=fs)
+                  run.active_learning.unparseable_policy, provenance=prov, fs=fs, mode=run.generation_settings.mode)
     from ..reporting.run_summary import write_summary, write_utility_plot
 
     write_triads(fs, out_dir, triads.frame())

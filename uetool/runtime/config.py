@@ -35,7 +35,7 @@ __all__ = ["RunConfig", "TransitivityConfig", "ModelConfig", "EngineConfig", "Po
 MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
 RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
-                  "seed", "progress", "ray", "transitivity")
+                  "seed", "progress", "ray", "transitivity", "trends")
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 

@@ -120,20 +120,20 @@ class Elicitor:
         return table[replies.matrix(self.settings.k)]  # code -1 takes the last entry
 
     def _logprob_counts(self, results: ResultBatch) -> np.ndarray:
-        """Expected counts K * P(label) renormalised over the two labels; other mass is reported, not counted."""
+        """Expected counts of K samples per order: K * P(label) for each label and K * (off-label mass) as
+        unparseable replies, so that `unparseable_policy` decides what the off-label mass means (distribution and
+        random: half a vote each way, their expectation; skip: renormalised over the labels) and the edge's weight
+        is its on-label mass. A failed request counts nothing."""
         k = self.settings.k
         probs = np.nan_to_num(np.stack([results.p_first, results.p_second], axis=1)).reshape(-1, 2, 2)
         other = results.other_mass[~np.isnan(results.other_mass)]
         self.stats.logprob_other_mass.extend(other.tolist())
-        total = probs.sum(-1, keepdims=True)
-        norm = np.divide(probs, total, out=np.zeros_like(probs), where=total > 0)
-        counts = np.zeros((probs.shape[0], 6))
-        counts[:, 0], counts[:, 1] = k * norm[:, 0, 0], k * norm[:, 0, 1]
-        counts[:, 2], counts[:, 3] = k * norm[:, 1, 1], k * norm[:, 1, 0]  # flipped: b is shown first
-        # no label mass at all is an unparseable reply; a failed request (an error, no probabilities) is not
         failed = np.array([e is not None for e in results.errors], bool).reshape(-1, 2)
-        empty = (total[:, :, 0] == 0) & ~failed
-        counts[:, 4] = k * empty.sum(1)
+        off_label = np.where(failed, 0.0, np.clip(1.0 - probs.sum(-1), 0.0, 1.0))
+        counts = np.zeros((probs.shape[0], 6))
+        counts[:, 0], counts[:, 1] = k * probs[:, 0, 0], k * probs[:, 0, 1]
+        counts[:, 2], counts[:, 3] = k * probs[:, 1, 1], k * probs[:, 1, 0]  # flipped: b is shown first
+        counts[:, 4] = k * off_label.sum(1)
         return counts
 
 

@@ -24,8 +24,10 @@ __all__ = ["ResultsActor"]
 
 
 class ResultsActor:
-    def __init__(self, results_root: str, sweep: str, seed: int = 0, n_boot: int = 1000) -> None:
+    def __init__(self, results_root: str, sweep: str, seed: int = 0, n_boot: int = 1000,
+                 mix_modes: bool = False) -> None:
         self.results_root, self.sweep, self.seed, self.n_boot = str(results_root), sweep, seed, n_boot
+        self.mix_modes = bool(mix_modes)
         self._layout = ResultsLayout(self.results_root)
         self._fs = self._layout.filesystem[0]
         self._models_dir = self._layout.sweep_records_dir(sweep)
@@ -76,7 +78,8 @@ class ResultsActor:
     def write_report(self) -> str:
         from ..reporting import write_sweep_report
 
-        return str(write_sweep_report(self.results_root, self.sweep, seed=self.seed, n_boot=self.n_boot))
+        return str(write_sweep_report(self.results_root, self.sweep, seed=self.seed, n_boot=self.n_boot,
+                                      mix_modes=self.mix_modes))
 
     def where(self) -> tuple[str, str]:
         return self.results_root, self.sweep
