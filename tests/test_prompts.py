@@ -56,3 +56,21 @@ def test_paper_templates_render_byte_for_byte():
         assert filled == expected.replace("{option_A}", "Ten people are saved.").replace(
             "{option_B}", "You get a new laptop.")
     assert PAPER_REASONING_PROMPT.endswith('"Answer: B".\n') and not PAPER_PROMPT.endswith("\n")
+
+
+def test_a_chat_model_without_a_chat_template_fails_instead_of_falling_back():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from uetool.engines.base import ElicitationRequest, EngineError
+    from uetool.engines.chat_format import render_prompt, require_chat_template
+
+    bare = SimpleNamespace(chat_template=None, name_or_path="org/base-model")
+    with pytest.raises(EngineError, match="configured as kind: chat but its tokenizer has no chat template"):
+        require_chat_template(bare, "chat", "org/base-model")
+    request = ElicitationRequest("k", "Which?", ("A", "B"), None)
+    with pytest.raises(EngineError, match="kind: base"):
+        render_prompt(bare, request, "chat", True)
+    require_chat_template(bare, "base", "org/base-model")  # a base model needs none
+    assert render_prompt(bare, request, "base", True) == "Which?\n\nAnswer:"

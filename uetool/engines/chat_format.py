@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from .base import ElicitationRequest
+from .base import ElicitationRequest, EngineError
 
-__all__ = ["render_prompt", "label_token_ids", "chat_messages", "request_seed"]
+__all__ = ["require_chat_template", "render_prompt", "label_token_ids", "chat_messages", "request_seed"]
 
 
 def request_seed(request: ElicitationRequest, seed: int) -> int:
@@ -28,10 +28,20 @@ def chat_messages(request: ElicitationRequest, accepts_system_message: bool) -> 
     return messages
 
 
+def require_chat_template(tokenizer, kind: str, model: str) -> None:
+    """A chat model must bring its chat template: falling back to a raw base-model prompt without its special tokens
+    would quietly ask another question than the one configured."""
+    if kind == "chat" and getattr(tokenizer, "chat_template", None) is None:
+        raise EngineError(f"model '{model}' is configured as kind: chat but its tokenizer has no chat template; "
+                          "configure it as kind: base (raw-text prompts ending in 'Answer:') or use its chat/instruct "
+                          "release")
+
+
 def render_prompt(tokenizer, request: ElicitationRequest, kind: str, accepts_system_message: bool) -> str:
     """Chat models: their chat template with a generation prompt. Base models: prompt + "\\n\\nAnswer:"."""
-    if kind == "base" or getattr(tokenizer, "chat_template", None) is None:
+    if kind == "base":
         return request.prompt + "\n\nAnswer:"
+    require_chat_template(tokenizer, kind, getattr(tokenizer, "name_or_path", "?"))
     return tokenizer.apply_chat_template(chat_messages(request, accepts_system_message), tokenize=False,
                                          add_generation_prompt=True)
 

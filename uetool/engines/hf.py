@@ -12,7 +12,7 @@ import copy
 import inspect
 
 from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings, PerRequestEngine
-from .chat_format import label_token_ids, render_prompt, request_seed
+from .chat_format import label_token_ids, render_prompt, request_seed, require_chat_template
 
 __all__ = ["HFEngine"]
 
@@ -51,6 +51,7 @@ class HFEngine(PerRequestEngine):
             raise EngineError(f"cannot load model '{path}' (revision {revision}): {err}") from err
         self.device = device
         self.model.to(self.device).eval()
+        require_chat_template(self.tokenizer, kind, path)  # fail at load, not at the first prompt
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 
 from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings, PerRequestEngine
-from .chat_format import label_token_ids, render_prompt, request_seed
+from .chat_format import label_token_ids, render_prompt, request_seed, require_chat_template
 
 __all__ = ["VLLMEngine"]
 
@@ -72,6 +72,7 @@ class VLLMEngine(PerRequestEngine):
                               f"{type(err).__name__}: {err}") from err
         self._vllm = vllm
         self.tokenizer = self.llm.get_tokenizer()
+        require_chat_template(self.tokenizer, kind, path)  # fail at load, not at the first prompt
         self.kind = kind
         self.accepts_system_message = accepts_system_message
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
