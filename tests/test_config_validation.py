@@ -224,3 +224,13 @@ def test_pool_resources_are_derived_once():
     assert len(on_gpus.bundles()) == on_gpus.tensor_parallel_size and on_cpus.num_gpus == 0
     simulated = pool_resources(RunConfig.from_dict(compose(["model=sim-scale-1"])))
     assert simulated.shard_size == 1000 and simulated.num_gpus == 0  # the engine's own shard size
+
+
+def test_a_thinking_model_gets_its_own_reply_budget():
+    qwq = RunConfig.from_dict(compose(["model=qwq-32b-preview", "engine=vllm"]), check_environment=False)
+    assert qwq.model.max_tokens == 3072 and qwq.generation_settings.max_tokens == 3072
+    logprob = RunConfig.from_dict(compose(["model=qwq-32b-preview", "engine=vllm", "elicitation=logprob"]),
+                                  check_environment=False)
+    assert logprob.generation_settings.max_tokens == 1  # one next-token distribution: no budget to give
+    other = RunConfig.from_dict(compose(["model=llama-31-8b-instruct", "engine=vllm"]), check_environment=False)
+    assert other.generation_settings.max_tokens == 10  # the paper's budget for everyone else

@@ -104,3 +104,15 @@ def test_none_is_unparseable_and_vectorised():
 def test_unknown_style_is_rejected():
     with pytest.raises(ValueError, match="parser style"):
         parse_reply("A", style="lenient")
+
+
+@pytest.mark.parametrize(("reply", "thinking_end", "expected"), [
+    ("<think>A saves more, but B...</think>\n\nB", "</think>", S),
+    ("<think>A saves more lives, so A.</think> Answer: B", "</think>", S),
+    ("<think>Option A looks better, I will pick A", "</think>", U),  # cut off while thinking: no answer yet
+    ("<think>x</think> ok <think>y</think> A", "</think>", F),  # after the last marker
+    ("Let me weigh them... A is safer, B is cheaper.\n\n**Final Answer**\n\n\\[ \\boxed{B} \\]", None, S),
+    ("\\boxed{\\text{A}}", None, F),
+])
+def test_models_that_think_first(reply, thinking_end, expected):
+    assert parse_reply(reply, thinking_end=thinking_end) == expected

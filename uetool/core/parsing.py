@@ -62,7 +62,8 @@ def _patterns(labels: tuple[str, str]) -> dict[str, re.Pattern]:
     alt = "|".join(re.escape(label) for label in labels)
     return {
         # "Answer: A", "answer - **b**", "final answer: (A)"; the label must end at a word boundary.
-        "answer": re.compile(rf"answer\s*(?:is|:|-|=)\s*[\"'(\[]*\s*({alt})(?![\w])", re.IGNORECASE),
+        "answer": re.compile(rf"(?:answer\s*(?:is|:|-|=)|\\boxed\{{)\s*[\"'(\[]*\s*(?:\\text\{{)?\s*({alt})(?![\w])",
+                             re.IGNORECASE),
         "option": re.compile(rf"\b(?:option|choice)\s+[\"'(\[]*({alt})(?![\w])", re.IGNORECASE),
         # a whole reply that is just the label with punctuation/brackets around it: "A", "(b).", "'A'"
         "bare": re.compile(rf"^[\s\"'(\[{{.:]*(?:option\s+|choice\s+)?({alt})[\s\"')\]}}.,!:;]*$", re.IGNORECASE),
@@ -144,12 +145,20 @@ def _parse_paper(text: str, labels: tuple[str, str], reasoning: bool) -> int:
 
 
 def parse_reply(text: str | None, *, reasoning: bool = False, labels: tuple[str, str] | list[str] = ("A", "B"),
-                style: str = "uetool") -> int:
-    """Parse one reply to a choice code. `None` (a failed request) is unparseable."""
+                style: str = "uetool", thinking_end: str | None = None) -> int:
+    """Parse one reply to a choice code. `None` (a failed request) is unparseable.
+
+    `thinking_end`: for models that think before they answer, the marker that closes the thinking ("</think>"):
+    only what follows its last occurrence is parsed, and a reply without it (cut off while thinking) is unparseable.
+    """
     if style not in PARSER_STYLES:
         raise ValueError(f"parser style must be one of {PARSER_STYLES}, got {style!r}")
     if text is None:
         return UNPARSEABLE
+    if thinking_end:
+        if thinking_end not in text:
+            return UNPARSEABLE
+        text = text.rsplit(thinking_end, 1)[1].strip()
     labels = tuple(labels)
     # fast path for the overwhelmingly common reply, identical in both styles
     if text == labels[0]:

@@ -104,7 +104,8 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
         elicitor = Elicitor(run.outcomes, run.template, run.generation_settings, pool=pool, store=store,
                             model_id=run.model.model_id, revision=run.model.revision,
                             engine_settings=run.answer_settings(engine_arguments),
-                            system_message=run.elicitation.system_message, parser_style=run.elicitation.parser)
+                            system_message=run.elicitation.system_message, parser_style=run.elicitation.parser,
+                            thinking_end=run.model.thinking_end)
         result = run_active_learning(len(run.outcomes), elicitor, run.active_learning, state=state,
                                      on_round=checkpoint, progress=run.progress, fit_fn=_fit_function(run))
         learning_seconds = time.perf_counter() - learning_started

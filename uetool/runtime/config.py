@@ -73,6 +73,11 @@ class ModelConfig:
     dtype: str | None = None
     max_model_len: int | None = None
     simulated: dict | None = None  # simulated entries: agent settings (agent, scale, ...)
+    # models that think before they answer (QwQ-32B-Preview): their own budget of new tokens for sampled replies
+    # (the paper's 10 cut them off before any answer) and the marker that ends their thinking, if they emit one
+    # (replies are parsed after its last occurrence; a reply without it was cut off while thinking: unparseable)
+    max_tokens: int | None = None
+    thinking_end: str | None = None
 
     @property
     def model_id(self) -> str:
@@ -296,8 +301,11 @@ class RunConfig:
     @property
     def generation_settings(self) -> GenerationSettings:
         e = self.elicitation
+        max_tokens = int(e.max_tokens)
+        if self.model.max_tokens and e.mode != "logprob":
+            max_tokens = max(max_tokens, int(self.model.max_tokens))  # a thinking model's own budget
         return GenerationSettings(mode=e.mode, k=int(e.k), temperature=float(e.temperature),
-                                  max_tokens=int(e.max_tokens), seed=self.seed)
+                                  max_tokens=max_tokens, seed=self.seed)
 
     @property
     def active_learning(self) -> ActiveLearningConfig:
@@ -356,7 +364,7 @@ class RunConfig:
         # identity and answers only: replicas, tensor parallelism, capability scores and how the fit is spread over
         # workers or tasks change no result
         fit = {"active": self.fit.active, "bootstrap": self.fit.bootstrap, "triads": self.transitivity.n_triads}
-        payload = {"outcomes": outcomes, "model": [self.model.key, self.model.model_id],
+        payload = {"outcomes": outcomes, "model": [self.model.key, self.model.model_id, self.model.thinking_end],
                    "engine": self.answer_settings(), "elicitation": asdict(self.elicitation), "fit": fit,
                    "seed": self.seed, "experiment": self.experiment}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -38,14 +38,14 @@ class ElicitationStats:
 class Elicitor:
     def __init__(self, outcomes: OutcomeSet, template: PromptTemplate, settings: GenerationSettings, *, pool,
                  store: ResponseStore, model_id: str, revision: str | None, engine_settings: dict,
-                 system_message: str | None, parser_style: str = "uetool") -> None:
+                 system_message: str | None, parser_style: str = "uetool", thinking_end: str | None = None) -> None:
         self.outcomes, self.template, self.settings = outcomes, template, settings
         self.pool, self.store = pool, store
         self.system_message, self.parser_style = system_message, parser_style
         self.stats = ElicitationStats()
         self._parsed: dict = {}
         self._parse_reply = partial(parse_reply, reasoning=template.reasoning, labels=template.labels,
-                                    style=parser_style)
+                                    style=parser_style, thinking_end=thinking_end)
         self._keys = key_prefix(model=model_id, revision=revision, engine_settings=engine_settings,
                                 template_digest=template.digest, system_message=system_message, k=settings.k,
                                 seed=settings.seed, mode=settings.mode, **sampling_key(settings))
