@@ -129,6 +129,28 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
     return out
 
 
+SPREAD_KEYS = ("holdout_accuracy", "bayes_accuracy", "holdout_log_loss", "average_confidence",
+               "average_confidence_random_pairs", "log10_cycle_probability", "analytic_log10_cycle_probability",
+               "hard_cycle_rate", "pearson_truth", "spearman_truth", "queried_pairs", "wall_s")
+
+
+def seed_spread(runs: list[dict]) -> dict:
+    """Each metric over seeds: {metric}_mean, _sd, _min, _max (and the seeds), for how much a number moves."""
+    out: dict = {"n": runs[0]["n"], "agent": runs[0]["agent"], "mode": runs[0]["mode"],
+                 "seeds": [r["seed"] for r in runs]}
+    for key in SPREAD_KEYS:
+        values = np.array([r[key] for r in runs if r.get(key) is not None], float)
+        if values.size:
+            sd = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            out.update({f"{key}_mean": float(values.mean()), f"{key}_sd": sd, f"{key}_min": float(values.min()),
+                        f"{key}_max": float(values.max())})
+    gaps = np.array([r["log10_cycle_probability"] - r["analytic_log10_cycle_probability"] for r in runs
+                     if r.get("analytic_log10_cycle_probability") is not None], float)
+    if gaps.size:
+        out["max_abs_cycle_gap_to_analytic"] = float(np.abs(gaps).max())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=510)
@@ -142,8 +164,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample K replies per order, or answer with expected counts (logprob elicitation)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="time each path this many times (alternately under --runtime ray); report the fastest")
+    parser.add_argument("--seeds", default=None,
+                        help="a range such as 0-9: run every seed and print each metric's spread (mean, sd, min, max)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.seeds:
+        first, _, last = args.seeds.partition("-")
+        seeds = list(range(int(first), int(last or first) + 1))
+        runs = [run(args.n, seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode)
+                for seed in seeds]
+        print_result(seed_spread(runs), args.json)
+        return 0
     out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode)
     print_result(out, args.json)
     if not args.json:
