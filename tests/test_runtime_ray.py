@@ -51,7 +51,7 @@ def test_pool_resends_the_shard_of_a_killed_actor():
 def _hf_config(tiny_model: str, root, **extra) -> dict:
     overrides = ["model=tiny-random", "engine=hf", f"model.path={tiny_model}", "outcomes=quickstart",
                  f"results_root={root}", "elicitation.k=2", "elicitation.max_tokens=2", "fit.pairs_per_round=150",
-                 "fit.bootstrap=0", "progress=false", "pool.shard_size=16"]
+                 "fit.bootstrap=0", "progress=false", "pool.shard_size=16", "transitivity.n_triads=60"]
     return compose(overrides + [f"{k}={v}" for k, v in extra.items()])
 
 
@@ -79,7 +79,10 @@ def test_hf_job_survives_engine_kill_and_matches_uninterrupted(tiny_model, tmp_p
     b = pd.read_parquet(f"{out['out_dir']}/utilities.parquet")
     np.testing.assert_allclose(a["mean"], b["mean"], atol=1e-9)
     store = ResponseStore(str(tmp_path / "killed"), "tiny-random")
-    assert store.count_rows() == len(store) == 2 * out["metrics"]["n_edges"] + 2 * out["metrics"]["n_holdout_edges"]
+    edges, triads = (pd.read_parquet(f"{out['out_dir']}/{name}.parquet") for name in ("edges", "triads"))
+    pairs = {pair for x, y in ((edges.a, edges.b), (triads.a, triads.b), (triads.b, triads.c), (triads.a, triads.c))
+             for pair in zip(x, y, strict=True)}
+    assert store.count_rows() == len(store) == 2 * len(pairs)  # every pair asked once per order, nothing twice
     assert out["metrics"]["holdout_accuracy"] is not None
 
 
