@@ -351,3 +351,14 @@ def test_report_draws_no_trend_across_elicitation_modes_unless_asked():
     mixed = build_report_files(records, {}, "modes", n_boot=50, mix_modes=True)
     assert pd.read_csv(pd.io.common.BytesIO(mixed["trends.csv"])).set_index("metric").loc["holdout_accuracy", "n"] == 7
     assert "different modes" not in mixed["report.html"].decode()
+
+
+def test_report_shows_each_headline_metrics_ci():
+    from uetool.reporting.sweep_report import build_report_files
+
+    rng = np.random.default_rng(1)
+    records = [{"model": f"m{i}", "status": "done", "capability": 40.0 + 10 * i, "capability_name": "mmlu",
+                "metrics": _metrics(40.0 + 10 * i, rng) | {"holdout_accuracy_ci": [0.61 + i / 100, 0.93]},
+                "finished_at": "2026-11-26T00:00:00+00:00"} for i in range(4)]
+    html = build_report_files(records, {}, "cis", n_boot=50)["report.html"].decode()
+    assert "holdout_accuracy 95% CI" in html and "0.610 to 0.930" in html and "0.640 to 0.930" in html

@@ -109,6 +109,12 @@ def _trend_display(trends: pd.DataFrame) -> pd.DataFrame:
         "note": trends["note"]})
 
 
+def _fmt_ci(ci: object) -> str:
+    if not isinstance(ci, list) or len(ci) != 2 or not all(isinstance(v, int | float) for v in ci):
+        return "\u2014"
+    return f"{fmt_number(ci[0])} to {fmt_number(ci[1])}"
+
+
 def elicitation_modes(records: list[dict]) -> dict[str, list[str]]:
     """Finished models by the elicitation mode their metrics were measured in ("unknown" for older records)."""
     modes: dict[str, list[str]] = {}
@@ -174,8 +180,15 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
             files[neighbour_png] = plots.neighbour_std_plot(spread, by_metric.get("neighbour_std"), capability_name)
 
     done = table["status"] == "done"
-    model_cols = ["model", "status", "capability", *[m for m in HEADLINE_METRICS if m in table], "neighbour_std",
-                  "seconds_total"]
+    # each headline metric's 95% CI from the model's metrics.json (`<metric>_ci`), shown beside it
+    cis = {r["model"]: (r.get("metrics") or {}) for r in records}
+    with_cis = []
+    for metric in [m for m in HEADLINE_METRICS if m in table]:
+        with_cis.append(metric)
+        if any(isinstance(cis[m].get(f"{metric}_ci"), list) for m in table["model"]):
+            table[f"{metric} 95% CI"] = [_fmt_ci(cis[m].get(f"{metric}_ci")) for m in table["model"]]
+            with_cis.append(f"{metric} 95% CI")
+    model_cols = ["model", "status", "capability", *with_cis, "neighbour_std", "seconds_total"]
     failures = table.loc[~done, ["model", "capability", "error"]].reset_index(drop=True)
     finished_at = {r["model"]: str(r.get("finished_at") or "") for r in records}
     failures.insert(2, "finished_at", [finished_at[m] for m in failures["model"]])
