@@ -156,7 +156,6 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     write_triads(fs, out_dir, triads.frame())
     write_utility_plot(fs, out_dir, utilities, title=f"{run.model.key} on {run.outcomes_name}")
     summary = write_summary(fs, out_dir, utilities, metrics)
-    stats = elicitor.stats
     total = time.perf_counter() - started
     # fit = active-learning time not spent eliciting (fits, pair selection) + the bootstrap; the rest of the
     # wall time (config, store, writing results, engine start-up) is overhead
