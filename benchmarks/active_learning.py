@@ -1,21 +1,29 @@
 """Full active-learning loop against a simulated agent: accuracy, ground-truth recovery, time and memory.
 
     python benchmarks/active_learning.py --n 510 --seed 0 [--agent thurstonian|random] [--mode sample|logprob] [--json]
+    python benchmarks/active_learning.py --seeds 0-9 --profile paper     # a conf/fit profile, spread over seeds
+    python benchmarks/active_learning.py --seeds 0-9 --budget-curve      # 25/50/75/100% of the query budget
+    python benchmarks/active_learning.py --seeds 0-9 --compare-profiles  # the measurement that chose the default
 
 JSON keys (a public contract): n, queried_pairs, average_confidence, wall_s, holdout_accuracy, bayes_accuracy,
 pearson_truth, spearman_truth, peak_rss_mb, log10_cycle_probability (on 1,000 uniformly drawn, asked triads),
 analytic_log10_cycle_probability (the agent's exact value on the same triads, from its own probabilities; null for
 an agent without them), hard_cycle_rate, average_confidence_random_pairs (holdout and triad pairs) (+ extras).
 `--mode logprob` answers with expected counts (K * P per order, what logprob elicitation reports) instead of
-sampling K replies.
+sampling K replies. `--profile` takes the schedule from conf/fit/<profile>.yaml (thurstonian, the default, or paper:
+the reference's schedule), composed by Hydra as a job would. `--budget-curve` prints, per schedule (both profiles and
+uniformly random pairs) and per share of the budget, the mean over seeds of queried_pairs, holdout_accuracy,
+bayes_accuracy, gap_to_bayes and pearson_truth (JSON: {"curve": [rows]}).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from _report import print_result  # benchmarks/ is on sys.path when run as a script
@@ -26,6 +34,30 @@ from uetool.core.agents import make_agent
 from uetool.core.graph import HOLDOUT
 from uetool.core.metrics import accuracy
 from uetool.core.transitivity import confidence_metrics, cycle_metrics, measure_transitivity, pair_probabilities
+from uetool.runtime.config import FitConfig
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+BUDGET_SHARES = (0.25, 0.5, 0.75, 1.0)
+
+
+def schedule(profile: str, seed: int, pairs_per_round: int | None = None, selection: str | None = None,
+             budget_share: float = 1.0) -> ActiveLearningConfig:
+    """The active-learning config of conf/fit/<profile>.yaml (as Hydra composes it for a job), for `seed`."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    if not (CONF_DIR / "fit" / f"{profile}.yaml").is_file():
+        raise SystemExit(f"unknown --profile {profile!r}: no conf/fit/{profile}.yaml")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        fit = FitConfig.from_dict(OmegaConf.to_container(compose(config_name=f"fit/{profile}"))["fit"])
+    active = dict(fit.active)
+    active["edge_multiplier"] = active.get("edge_multiplier", 2.0) * budget_share
+    # None scales the round with n (~18 rounds, at least 500: the profiles' 500 up to n of about 1,000), so that
+    # --n 100000 does not run thousands of rounds
+    active["pairs_per_round"] = pairs_per_round
+    if selection is not None:
+        active["pair_selection"] = selection
+    return ActiveLearningConfig(**active, seed=seed)
 
 
 def expected_counts(agent, k: int):
@@ -43,10 +75,10 @@ def peak_rss_mb() -> float:
 
 
 def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None, runtime: str = "local",
-        repeats: int = 1, mode: str = "sample") -> dict:
+        repeats: int = 1, mode: str = "sample", profile: str = "thurstonian") -> dict:
     agent = make_agent(agent_kind, n, k=k, seed=seed)
     ask = expected_counts(agent, k) if mode == "logprob" else agent
-    config = ActiveLearningConfig(seed=seed, pairs_per_round=pairs_per_round)
+    config = schedule(profile, seed, pairs_per_round)
 
     def core_run():
         start = time.perf_counter()
@@ -101,6 +133,7 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         "hard_cycle_rate": triads.metrics["hard_cycle_rate"],
         "average_confidence_random_pairs": uniform["average_confidence_random_pairs"],
         "mode": mode,
+        "profile": profile,
         "pearson_truth": float("nan"),
         "spearman_truth": float("nan"),
         "peak_rss_mb": peak_rss_mb(),
@@ -137,7 +170,7 @@ SPREAD_KEYS = ("holdout_accuracy", "bayes_accuracy", "holdout_log_loss", "averag
 def seed_spread(runs: list[dict]) -> dict:
     """Each metric over seeds: {metric}_mean, _sd, _min, _max (and the seeds), for how much a number moves."""
     out: dict = {"n": runs[0]["n"], "agent": runs[0]["agent"], "mode": runs[0]["mode"],
-                 "seeds": [r["seed"] for r in runs]}
+                 "profile": runs[0]["profile"], "seeds": [r["seed"] for r in runs]}
     for key in SPREAD_KEYS:
         values = np.array([r[key] for r in runs if r.get(key) is not None], float)
         if values.size:
@@ -148,7 +181,93 @@ def seed_spread(runs: list[dict]) -> dict:
                      if r.get("analytic_log10_cycle_probability") is not None], float)
     if gaps.size:
         out["max_abs_cycle_gap_to_analytic"] = float(np.abs(gaps).max())
+    to_bayes = np.array([r["holdout_accuracy"] - r["bayes_accuracy"] for r in runs], float)
+    out["gap_to_bayes_mean"] = float(to_bayes.mean())
+    out["gap_to_bayes_sd"] = float(to_bayes.std(ddof=1)) if to_bayes.size > 1 else 0.0
     return out
+
+
+def compare_profiles(runs: dict[str, list[dict]]) -> dict:
+    """The default-choosing comparison of two profiles run on the same seeds (README "Active-learning schedule").
+
+    The rule: the smaller mean gap to Bayes accuracy wins unless the paired difference is within two standard
+    errors (a tie: 10 seeds cannot tell them apart), then the higher pearson to the truth wins.
+    """
+    (name_a, runs_a), (name_b, runs_b) = runs.items()
+    out: dict = {"profiles": {name: seed_spread(rs) for name, rs in runs.items()}}
+    for key, metric in (("gap", lambda r: r["holdout_accuracy"] - r["bayes_accuracy"]),
+                        ("pearson", lambda r: r["pearson_truth"])):
+        diff = np.array([metric(b) - metric(a) for a, b in zip(runs_a, runs_b, strict=True)], float)
+        out[f"paired_{key}_difference"] = float(diff.mean())  # second profile minus first, seed by seed
+        out[f"paired_{key}_difference_se"] = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+    gap, se = out["paired_gap_difference"], out["paired_gap_difference_se"]
+    if abs(gap) > 2 * se:
+        out["choice"], out["decided_by"] = (name_b if gap > 0 else name_a), "gap_to_bayes"
+    else:
+        out["choice"] = name_b if out["paired_pearson_difference"] > 0 else name_a
+        out["decided_by"] = "pearson_truth (gap within 2 SE)"
+    return out
+
+
+def print_comparison(out: dict) -> None:
+    print(f"{'profile':<14}{'queried':>9}{'holdout acc':>19}{'bayes acc':>11}{'gap to Bayes':>20}{'pearson':>19}")
+    for name, s in out["profiles"].items():
+        print(f"{name:<14}{s['queried_pairs_mean']:>9.0f}{s['holdout_accuracy_mean']:>11.4f} "
+              f"±{s['holdout_accuracy_sd']:.4f}{s['bayes_accuracy_mean']:>11.4f}{s['gap_to_bayes_mean']:>+12.4f} "
+              f"±{s['gap_to_bayes_sd']:.4f}{s['pearson_truth_mean']:>11.4f} ±{s['pearson_truth_sd']:.4f}")
+    second = list(out["profiles"])[1]
+    print(f"{second} minus the other, paired by seed: gap {out['paired_gap_difference']:+.4f} "
+          f"± {out['paired_gap_difference_se']:.4f} (SE), pearson {out['paired_pearson_difference']:+.4f} "
+          f"± {out['paired_pearson_difference_se']:.4f} (SE)")
+    print(f"default by the rule: {out['choice']} (decided by {out['decided_by']})")
+
+
+CURVE_ARMS = (("thurstonian", None), ("paper", None), ("thurstonian", "random"))
+
+
+def budget_curve(n: int, seeds: list[int], agent_kind: str, k: int, pairs_per_round: int | None,
+                 mode: str = "sample") -> list[dict]:
+    """Held-out accuracy and recovery of the truth at each share of the query budget, for each schedule.
+
+    Every arm of a seed faces the same agent, holdout and Bayes accuracy (the holdout is asked first, before any
+    schedule-dependent draw), so differences between arms are the schedules' alone.
+    """
+    rows = []
+    for profile, selection in CURVE_ARMS:
+        arm = "random_pairs" if selection == "random" else profile
+        for share in BUDGET_SHARES:
+            runs = []
+            for seed in seeds:
+                agent = make_agent(agent_kind, n, k=k, seed=seed)
+                ask = expected_counts(agent, k) if mode == "logprob" else agent
+                config = schedule(profile, seed, pairs_per_round, selection, share)
+                result = run_active_learning(n, ask, config)
+                hold = result.graph.select(HOLDOUT)
+                p_obs, _ = hold.probabilities(config.unparseable_policy)
+                bayes = accuracy(agent.true_probability(hold.a, hold.b), p_obs)
+                truth = getattr(agent, "mean", None)
+                runs.append({"queried_pairs": result.metrics["n_edges"],
+                             "holdout_accuracy": result.metrics["holdout_accuracy"], "bayes_accuracy": bayes,
+                             "gap_to_bayes": result.metrics["holdout_accuracy"] - bayes,
+                             "pearson_truth": float(pearsonr(result.fit.mean, truth)[0]) if truth is not None
+                             else float("nan")})
+            row: dict = {"schedule": arm, "budget_share": share, "seeds": len(seeds)}
+            for key in ("queried_pairs", "holdout_accuracy", "bayes_accuracy", "gap_to_bayes", "pearson_truth"):
+                values = np.array([r[key] for r in runs], float)
+                row[key] = float(values.mean())
+                row[f"{key}_sd"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            rows.append(row)
+    return rows
+
+
+def print_curve(rows: list[dict]) -> None:
+    print(f"{'schedule':<14}{'share':>6}{'queried':>9}{'holdout acc':>19}{'gap to Bayes':>20}{'pearson':>19}")
+    for r in rows:
+        print(f"{r['schedule']:<14}{r['budget_share']:>6.2f}{r['queried_pairs']:>9.0f}"
+              f"{r['holdout_accuracy']:>11.4f} ±{r['holdout_accuracy_sd']:.4f}"
+              f"{r['gap_to_bayes']:>+12.4f} ±{r['gap_to_bayes_sd']:.4f}"
+              f"{r['pearson_truth']:>11.4f} ±{r['pearson_truth_sd']:.4f}")
+    print("(mean ± sd over seeds; gap to Bayes = holdout accuracy - the agent's own accuracy on the same replies)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,16 +285,40 @@ def main(argv: list[str] | None = None) -> int:
                         help="time each path this many times (alternately under --runtime ray); report the fastest")
     parser.add_argument("--seeds", default=None,
                         help="a range such as 0-9: run every seed and print each metric's spread (mean, sd, min, max)")
+    parser.add_argument("--profile", default="thurstonian",
+                        help="the schedule of conf/fit/<profile>.yaml: thurstonian (default) or paper (the reference)")
+    parser.add_argument("--budget-curve", action="store_true",
+                        help="held-out accuracy and pearson at 25/50/75/100%% of the budget: both profiles and "
+                             "uniformly random pairs, over --seeds (or --seed)")
+    parser.add_argument("--compare-profiles", action="store_true",
+                        help="thurstonian vs paper over --seeds: the table and rule that chose the default")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    first, _, last = (args.seeds or str(args.seed)).partition("-")
+    seeds = list(range(int(first), int(last or first) + 1))
+    if args.budget_curve:
+        rows = budget_curve(args.n, seeds, args.agent, args.k, args.pairs_per_round, args.mode)
+        if args.json:
+            print(json.dumps({"n": args.n, "agent": args.agent, "mode": args.mode, "curve": rows}))
+        else:
+            print_curve(rows)
+        return 0
+    if args.compare_profiles:
+        runs = {profile: [run(args.n, seed, args.agent, args.k, args.pairs_per_round, mode=args.mode, profile=profile)
+                          for seed in seeds] for profile in ("thurstonian", "paper")}
+        out = compare_profiles(runs)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            print_comparison(out)
+        return 0
     if args.seeds:
-        first, _, last = args.seeds.partition("-")
-        seeds = list(range(int(first), int(last or first) + 1))
-        runs = [run(args.n, seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode)
-                for seed in seeds]
+        runs = [run(args.n, seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode,
+                    args.profile) for seed in seeds]
         print_result(seed_spread(runs), args.json)
         return 0
-    out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode)
+    out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode,
+              args.profile)
     print_result(out, args.json)
     if not args.json:
         print(f"acc - bayes  {out['holdout_accuracy'] - out['bayes_accuracy']:+.4f}")

@@ -135,3 +135,104 @@ def test_config_validation_names_the_key():
         ActiveLearningConfig(p_percent=0)
     with pytest.raises(ValueError, match="ask\\(\\) must return"):
         run_active_learning(10, lambda pairs: np.zeros((len(pairs), 5)), ActiveLearningConfig())
+
+
+# --- the reference's schedule (conf/fit/paper.yaml) and the uniform-random baseline -------------------------------
+
+PAPER_SCHEDULE = dict(use_pseudolabels=True, pseudolabel_candidates=None, max_widen=4, quantile_pool="remaining",
+                      top_up_initial=True)
+
+
+def _first_round_pairs(n: int, config: ActiveLearningConfig) -> np.ndarray:
+    agent = ThurstonianAgent.random_truth(n, seed=1)
+    result = run_active_learning(n, agent, config)
+    train = result.graph.select(TRAIN)
+    return np.stack([train.a, train.b], 1)[train.round == 0]
+
+
+def test_top_up_restores_the_initial_graph_lost_to_the_holdout():
+    # n=30: 435 pairs, a holdout of 21 takes ~3 of the 30 cycle edges on average; over 5 seeds some must be taken
+    lost = 0
+    for seed in range(5):
+        plain = _first_round_pairs(30, ActiveLearningConfig(seed=seed, edge_multiplier=0.25, top_up_initial=False))
+        topped = _first_round_pairs(30, ActiveLearningConfig(seed=seed, edge_multiplier=0.25))
+        assert len(topped) == 30  # n * degree / 2, as networkx.random_regular_graph(2, n) has
+        assert set(map(tuple, plain)) <= set(map(tuple, topped))  # the cycle's surviving edges are kept
+        lost += 30 - len(plain)
+    assert lost > 0
+
+
+def test_remaining_pool_takes_percentiles_over_unasked_pairs_only():
+    n, m = 40, 10
+    mu = np.arange(n, dtype=float)  # |mu_a - mu_b| = b - a
+    degree = np.zeros(n, np.int64)  # every degree sum is 0: only the utility gap decides
+    a, b = np.triu_indices(n, k=1)
+    asked = np.sort(pair_keys(a, b, n)[(b - a) <= 3])  # every pair with a gap up to 3 is already asked
+    gaps_left = (b - a)[(b - a) > 3]
+    threshold = np.quantile(gaps_left, 0.10)  # the reference's np.percentile over the remaining pool
+    config = ActiveLearningConfig(max_widen=0)  # quantile_pool="remaining", the default
+    picked = select_pairs(mu, degree, asked, m, np.random.default_rng(0), config)
+    assert np.all(picked[:, 1] - picked[:, 0] <= threshold) and np.all(picked[:, 1] - picked[:, 0] > 3)
+    # over all pairs the 10th percentile is a gap <= 3, all asked: no candidate, so max_widen=0 fills at random
+    uniform = select_pairs(mu, degree, asked, m, np.random.default_rng(0),
+                           ActiveLearningConfig(max_widen=0, quantile_pool="all"))
+    assert np.max(uniform[:, 1] - uniform[:, 0]) > threshold
+
+
+def test_max_widen_counts_the_widenings_after_the_first_try():
+    n, m = 40, 10
+    mu, degree = np.arange(n, dtype=float), np.zeros(n, np.int64)
+    a, b = np.triu_indices(n, k=1)
+    asked = np.sort(pair_keys(a, b, n)[(b - a) <= 3])
+    first, widened = np.quantile(b - a, 0.10), np.quantile(b - a, 0.15)
+    assert first <= 3 < widened  # the first try finds only asked pairs, one 1.5x widening finds new ones
+    picked = {w: select_pairs(mu, degree, asked, m, np.random.default_rng(0),
+                              ActiveLearningConfig(max_widen=w, quantile_pool="all")) for w in (0, 1)}
+    assert np.max(picked[1][:, 1] - picked[1][:, 0]) <= widened
+    assert np.max(picked[0][:, 1] - picked[0][:, 0]) > widened  # no widening allowed: filled at random
+
+
+def test_random_pair_selection_is_uniform_over_unasked_pairs():
+    n, m = 60, 400
+    mu = np.arange(n, dtype=float)
+    degree = np.zeros(n, np.int64)
+    asked = np.sort(pair_keys(np.arange(n - 1), np.arange(1, n), n))
+    picked = select_pairs(mu, degree, asked, m, np.random.default_rng(0), ActiveLearningConfig(pair_selection="random"))
+    keys = pair_keys(picked[:, 0], picked[:, 1], n)
+    assert len(np.unique(keys)) == m and not contains(asked, keys).any()
+    a, b = np.triu_indices(n, k=1)
+    left = (b - a)[(b - a) > 1]
+    # the mean gap of 400 uniform unasked pairs: within 4 standard errors of the pool's mean (active picks ~1-3)
+    assert abs(np.mean(picked[:, 1] - picked[:, 0]) - left.mean()) < 4 * left.std() / np.sqrt(m)
+
+
+def test_paper_pseudolabels_score_every_unasked_pair():
+    n = 40
+    agent = ThurstonianAgent.random_truth(n, seed=3)
+    plain = run_active_learning(n, agent, ActiveLearningConfig(seed=3, pairs_per_round=50, **{
+        **PAPER_SCHEDULE, "use_pseudolabels": False}))
+    paper = run_active_learning(n, agent, ActiveLearningConfig(seed=3, pairs_per_round=50, **PAPER_SCHEDULE))
+    assert np.array_equal(plain.graph.keys, paper.graph.keys)  # pseudolabels come after the last question
+    a, b = np.triu_indices(n, k=1)
+    unasked = ~contains(np.sort(plain.graph.keys), pair_keys(a, b, n))
+    pred = plain.fit.predict(a[unasked], b[unasked])  # the fit the pseudolabels are drawn from
+    sure = (pred >= 0.95) | (pred <= 0.05)
+    expected = set(zip(a[unasked][sure], b[unasked][sure], (pred[sure] >= 0.5).astype(int), strict=True))
+    got = set(zip(paper.state.pseudo_a, paper.state.pseudo_b, paper.state.pseudo_label.astype(int), strict=True))
+    assert got == expected and len(got) > 100
+
+
+def test_all_pair_pseudolabels_refuse_a_pair_space_too_big(monkeypatch):
+    import uetool.core.active as active
+
+    monkeypatch.setattr(active, "_ALL_PSEUDOLABEL_LIMIT", 100)
+    agent = ThurstonianAgent.random_truth(30, seed=0)
+    with pytest.raises(ValueError, match="pseudolabel_candidates=null"):
+        run_active_learning(30, agent, ActiveLearningConfig(pairs_per_round=50, **PAPER_SCHEDULE))
+
+
+def test_schedule_options_are_validated():
+    for key, value in (("quantile_pool", "some"), ("pair_selection", "greedy"), ("max_widen", -1),
+                       ("pseudolabel_candidates", 0)):
+        with pytest.raises(ValueError, match=key):
+            ActiveLearningConfig(**{key: value})

@@ -70,6 +70,12 @@ def test_malformed_outcome_file(tmp_path):
     ("elicitation=reasoning", None),
     ("+fit.n_triads=5", "`fit.n_triads` is now `transitivity.n_triads`"),
     ("transitivity.n_triads=-1", "`transitivity.n_triads` must be an integer >= 0"),
+    ("trends.mix_modes=sometimes", "`trends.mix_modes` must be true or false"),
+    ("+trends.mix_mode=true", "unknown `trends` keys ['mix_mode']"),
+    ("fit=paper", None),
+    ("fit.quantile_pool=most", "`quantile_pool` must be one of all, remaining"),
+    ("fit.pair_selection=greedy", "`pair_selection` must be one of active, random"),
+    ("fit.max_widen=-1", "`max_widen` must be >= 0"),
 ])
 def test_invalid_values_name_the_key(override, message):
     if message is None:  # a valid neighbour of an invalid value
@@ -120,6 +126,20 @@ def test_conf_pool_defaults_equal_the_dataclass_defaults():
     from_yaml = yaml.safe_load((ROOT / "conf" / "pool" / "default.yaml").read_text())
     from_code = {f.name: f.default for f in dataclasses.fields(PoolConfig)}
     assert from_yaml == from_code
+
+
+def test_conf_fit_schedule_defaults_equal_the_core_defaults():
+    """conf/fit/thurstonian.yaml (what a job runs) and ActiveLearningConfig (what the core runs) agree; `fit=paper`
+    differs from it in the pseudolabels alone (README "Active-learning schedule")."""
+    from uetool.core.active import ActiveLearningConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ActiveLearningConfig)}
+    run = RunConfig.from_dict(compose([]), check_environment=False)
+    assert run.fit.active and all(defaults[k] == v for k, v in run.fit.active.items())
+    paper = RunConfig.from_dict(compose(["fit=paper"]), check_environment=False).fit.active
+    changed = {k: v for k, v in paper.items() if v != defaults[k]}
+    assert changed == {"use_pseudolabels": True, "pseudolabel_candidates": None}
+    assert {"max_widen", "quantile_pool", "top_up_initial"} <= set(paper)  # spelled out: it stays the reference's
 
 
 @pytest.mark.parametrize("engine", ["hf", "vllm", "openai", "simulated", "simulated_text"])

@@ -1,11 +1,13 @@
 """Active learning of which pairs to ask (METHOD.md section 3), scaling to 100,000+ outcomes.
 
-Schedule: ask the held-out pairs, then a random 2-regular graph, fit; then rounds that pick unasked pairs in the
-bottom P% of |mu_a - mu_b| AND the bottom Q% of degree(a) + degree(b), widening P and Q by 1.5x (up to 5 times)
-when too few qualify and filling the rest at random; refit (warm start) after every round; stop at the budget
-edge_multiplier * n * log2(n) training pairs.
+Schedule (the reference's, EXPERIMENTS.md s.3.6): ask the held-out pairs, then a random 2-regular graph topped up
+to n pairs where the holdout took some, fit; then rounds that pick unasked pairs in the bottom P% of
+|mu_a - mu_b| AND the bottom Q% of degree(a) + degree(b), both percentiles over the unasked pairs, widening P and
+Q by 1.5x (five tries in all) when too few qualify and filling the rest at random; refit (warm start) after every
+round; stop at the budget edge_multiplier * n * log2(n) training pairs. Pseudolabels are off by default (the
+reference has them on: `fit=paper`); README "Active-learning schedule" has the measurement behind each choice.
 
-Scaling: the quantile thresholds come from all pairs when n is small and from a seeded sample of pairs otherwise;
+Scaling: the quantile thresholds come from every pair when n is small and from a seeded sample of pairs otherwise;
 qualifying pairs are found by walking neighbours in mu-order among nodes whose degree can still qualify, so the
 work per round is O(n * window), never O(n^2).
 
@@ -46,13 +48,16 @@ class ActiveLearningConfig:
     p_percent: float = 10.0
     q_percent: float = 20.0
     widen_factor: float = 1.5
-    max_widen: int = 5
+    max_widen: int = 4  # widenings after the first try: five tries in all, as the reference
+    quantile_pool: str = "remaining"  # P/Q percentiles over the "remaining" unasked pairs (the reference) or "all"
+    top_up_initial: bool = True  # top the initial graph up to n*degree/2 pairs when the holdout took some
+    pair_selection: str = "active"  # "active" (the schedule above) or "random" (uniform unasked pairs: a baseline)
     holdout_fraction: float = 0.05
     holdout_max: int = 1000
     unparseable_policy: str = "distribution"
     use_pseudolabels: bool = False
     pseudolabel_threshold: float = 0.95
-    pseudolabel_candidates: int = 100_000
+    pseudolabel_candidates: int | None = 100_000  # None: every unasked pair (the reference; small n only)
     quantile_sample: int = 1_000_000
     fit_tol: float = 1e-9
     fit_max_iter: int = 2000
@@ -69,7 +74,13 @@ class ActiveLearningConfig:
                   ("holdout_fraction", 0 <= self.holdout_fraction < 1, "in [0, 1)"),
                   ("pseudolabel_threshold", 0.5 < self.pseudolabel_threshold < 1, "in (0.5, 1)"),
                   ("unparseable_policy", self.unparseable_policy in ("distribution", "skip", "random"),
-                   "one of distribution, skip, random")]
+                   "one of distribution, skip, random"),
+                  ("max_widen", self.max_widen >= 0, ">= 0"),
+                  ("widen_factor", self.widen_factor > 1, "> 1"),
+                  ("quantile_pool", self.quantile_pool in ("all", "remaining"), "one of all, remaining"),
+                  ("pair_selection", self.pair_selection in ("active", "random"), "one of active, random"),
+                  ("pseudolabel_candidates", self.pseudolabel_candidates is None or self.pseudolabel_candidates >= 1,
+                   ">= 1 or null")]
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"active learning `{name}` must be {rule}, got {getattr(self, name)!r}")
@@ -134,6 +145,10 @@ class ActiveLearningResult:
     state: ActiveLearningState
 
 
+# scoring every unasked pair is the reference's pseudolabel pool: fine at the paper's n (130k pairs at n=510)
+_ALL_PSEUDOLABEL_LIMIT = 20_000_000
+
+
 def _round_rng(seed: int, round_index: int) -> np.random.Generator:
     return np.random.default_rng([seed, 7, round_index + 1])
 
@@ -157,14 +172,20 @@ def initial_regular_graph(n_outcomes: int, degree: int, rng: np.random.Generator
     return keys_to_pairs(keys, n_outcomes)
 
 
-def _quantile_sample(n_outcomes: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _quantile_sample(n_outcomes: int, size: int, rng: np.random.Generator,
+                     asked_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs the percentiles are taken over: all of them when few, else a seeded sample; minus `asked_keys`."""
     total = n_outcomes * (n_outcomes - 1) // 2
     if total <= size:
         i, j = np.triu_indices(n_outcomes, k=1)
-        return i, j
-    i = rng.integers(0, n_outcomes, size)
-    j = rng.integers(0, n_outcomes - 1, size)
-    j = j + (j >= i)  # uniform over j != i
+    else:
+        i = rng.integers(0, n_outcomes, size)
+        j = rng.integers(0, n_outcomes - 1, size)
+        j = j + (j >= i)  # uniform over j != i
+    if asked_keys is not None and asked_keys.size:
+        keep = ~contains(asked_keys, pair_keys(i, j, n_outcomes))
+        if keep.any():  # with nothing left the thresholds fall back to all pairs (the fill does the rest)
+            i, j = i[keep], j[keep]
     return i, j
 
 
@@ -198,7 +219,10 @@ def select_pairs(mu: np.ndarray, degree: np.ndarray, asked_keys: np.ndarray, m: 
                  config: ActiveLearningConfig) -> np.ndarray:
     """`m` new pairs: low |mu difference| and low degree sum, widened as needed, then random fill."""
     n = mu.size
-    i, j = _quantile_sample(n, config.quantile_sample, rng)
+    if config.pair_selection == "random":
+        return sample_new_pairs(n, m, rng, exclude=asked_keys)
+    i, j = _quantile_sample(n, config.quantile_sample, rng,
+                            asked_keys if config.quantile_pool == "remaining" else None)
     gaps, degree_sums = np.abs(mu[i] - mu[j]), degree[i] + degree[j]
     p, q = config.p_percent, config.q_percent
     cap = max(20 * m, 200_000)
@@ -312,6 +336,13 @@ def run_active_learning(n_outcomes: int, ask: AskFn, config: ActiveLearningConfi
         n_train = int((state.graph.split == TRAIN).sum())
         if r == 0:
             pairs = initial_regular_graph(n_outcomes, config.initial_degree, rng, exclude=state.holdout_keys)
+            if config.top_up_initial:  # the reference tops up with random pool pairs to n * degree / 2
+                wanted = n_outcomes * config.initial_degree // 2 if n_outcomes > 2 else 1
+                taken = np.union1d(state.holdout_keys, pair_keys(pairs[:, 0], pairs[:, 1], n_outcomes))
+                fill = sample_new_pairs(n_outcomes, wanted - pairs.shape[0], rng, exclude=taken)
+                pairs = keys_to_pairs(np.sort(np.concatenate([pair_keys(pairs[:, 0], pairs[:, 1], n_outcomes),
+                                                              pair_keys(fill[:, 0], fill[:, 1], n_outcomes)])),
+                                      n_outcomes)
             pairs = pairs[: max(budget, 0)]
         else:
             remaining = budget - n_train
@@ -343,8 +374,12 @@ def _add_pseudolabels(state: ActiveLearningState, config: ActiveLearningConfig,
     n = state.n_outcomes
     fit = _fit_train(state, config, with_pseudolabels=False, fit_fn=fit_fn)
     rng = np.random.default_rng([config.seed, 13])
-    cand = sample_new_pairs(n, min(config.pseudolabel_candidates, n * (n - 1) // 2 - len(state.graph)), rng,
-                            exclude=np.sort(state.graph.keys))
+    unasked = n * (n - 1) // 2 - len(state.graph)
+    if config.pseudolabel_candidates is None and unasked > _ALL_PSEUDOLABEL_LIMIT:
+        raise ValueError(f"fit.pseudolabel_candidates=null scores every unasked pair, {unasked:,} at n={n:,} "
+                         f"(at most {_ALL_PSEUDOLABEL_LIMIT:,}); set a number of sampled candidates instead")
+    wanted = unasked if config.pseudolabel_candidates is None else min(config.pseudolabel_candidates, unasked)
+    cand = sample_new_pairs(n, wanted, rng, exclude=np.sort(state.graph.keys))
     pred = fit.predict(cand[:, 0], cand[:, 1])
     sure = (pred >= config.pseudolabel_threshold) | (pred <= 1 - config.pseudolabel_threshold)
     dtype = np.int32 if n < 2**31 else np.int64

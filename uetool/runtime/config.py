@@ -26,10 +26,10 @@ from ..engines import ENGINE_NAMES, engine_class
 from ..engines.base import GenerationSettings
 from ..io.layout import ResultsLayout
 
-__all__ = ["RunConfig", "TransitivityConfig", "ModelConfig", "EngineConfig", "PoolConfig", "ElicitationConfig",
-           "FitConfig", "RayTrainConfig", "RayConfig", "PoolResources", "replica_bundles", "validate_config",
-           "pool_resources", "redacted_yaml", "MOVED_TO_POOL", "RETIRED_ENGINE_KEYS", "TOP_LEVEL_KEYS",
-           "moved_key_message"]
+__all__ = ["RunConfig", "TransitivityConfig", "TrendsConfig", "ModelConfig", "EngineConfig", "PoolConfig",
+           "ElicitationConfig", "FitConfig", "RayTrainConfig", "RayConfig", "PoolResources", "replica_bundles",
+           "validate_config", "pool_resources", "redacted_yaml", "MOVED_TO_POOL", "RETIRED_ENGINE_KEYS",
+           "TOP_LEVEL_KEYS", "moved_key_message"]
 
 # engine.* keys that became pool.* keys (they size the pool; they never changed answers)
 MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
@@ -197,6 +197,19 @@ class TransitivityConfig:
 
 
 @dataclass(frozen=True)
+class TrendsConfig:
+    mix_modes: bool = False  # sweep report: one trend across models elicited in different modes (sample, logprob)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mix_modes, bool):
+            raise ValueError(f"`trends.mix_modes` must be true or false, got {self.mix_modes!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> TrendsConfig:
+        return _build(cls, "trends", values)
+
+
+@dataclass(frozen=True)
 class RayConfig:
     address: str | None = None  # null: start a local cluster
     num_cpus: int | None = None
@@ -242,6 +255,7 @@ class RunConfig:
     progress: bool
     ray: RayConfig
     transitivity: TransitivityConfig
+    trends: TrendsConfig
     sweep: dict | None
     raw: dict  # the resolved config as given (saved with every result, secrets redacted)
     outcomes: OutcomeSet = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
@@ -271,7 +285,7 @@ class RunConfig:
                   seed=int(cfg.get("seed", 0)), progress=bool(cfg.get("progress", True)),
                   ray=_build(RayConfig, "ray", cfg.get("ray")),
                   transitivity=_build(TransitivityConfig, "transitivity", cfg.get("transitivity")),
-                  sweep=cfg.get("sweep"), raw=cfg)
+                  trends=TrendsConfig.from_dict(cfg.get("trends")), sweep=cfg.get("sweep"), raw=cfg)
         # built here so that every invalid value fails now, not mid-job
         run.generation_settings  # noqa: B018
         run.active_learning  # noqa: B018

@@ -19,6 +19,7 @@ import ray
 
 from ..core.progress import progress_bar
 from .compute import compute_utilities, run_provenance
+from .config import TrendsConfig
 from .pool import release_placement_groups
 from .ray_session import ensure_ray
 from .results_actor import ResultsActor
@@ -78,7 +79,8 @@ def _results_actor(cfg: dict, sweep: str):
     # restarted by Ray after a crash or kill (it rebuilds from disk); calls made meanwhile wait and are retried
     options = dict(name=results_actor_name(sweep), namespace=NAMESPACE, get_if_exists=True, num_cpus=0,
                    max_restarts=-1, max_task_retries=-1, max_concurrency=1)
-    args = (cfg["results_root"], sweep, int(cfg["seed"]), n_boot, bool((cfg.get("trends") or {}).get("mix_modes")))
+    mix_modes = TrendsConfig.from_dict(cfg.get("trends")).mix_modes
+    args = (cfg["results_root"], sweep, int(cfg["seed"]), n_boot, mix_modes)
     actor = ray.remote(ResultsActor).options(**options).remote(*args)
     if tuple(ray.get(actor.where.remote())) != (args[0], sweep):
         # an actor of the same sweep name writing to another results root (an earlier run in this cluster)
