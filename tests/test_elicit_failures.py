@@ -1,8 +1,10 @@
-"""Failed requests are never model behaviour: they are counted apart, not as unparseable replies."""
+"""Failed requests are never model behaviour nor answers: counted apart (not as unparseable replies), stored as
+records of the attempt, asked again up to `max_attempts`, and an outage stops the job instead of thinning edges."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from uetool.core.outcomes import OutcomeSet
 from uetool.core.prompts import get_template
@@ -10,15 +12,20 @@ from uetool.engines.base import GenerationSettings, RequestBatch, ResultBatch
 from uetool.engines.replies import Replies
 from uetool.engines.simulated import SimulatedEngine
 from uetool.io.store import ResponseStore
-from uetool.runtime.elicit import Elicitor
+from uetool.runtime.elicit import ElicitationFailed, Elicitor
 
 
 class _OutageEngine(SimulatedEngine):
     """A real simulated engine whose requests about outcome 0 fail, as an API outage fails them."""
 
+    outage = True  # set False: the API is back
+    everything = False  # set True: every request fails
+
     def generate(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
         out = super().generate(batch, settings)
-        failed = ((batch.a == 0) | (batch.b == 0)).tolist()
+        self.asked = getattr(self, "asked", []) + list(batch.keys)
+        down = np.full(len(batch), self.everything) | (batch.a == 0) | (batch.b == 0)
+        failed = (down & self.outage).tolist()
         texts = [[None] * settings.k if f else row for f, row in zip(failed, out.texts.tolist(), strict=True)]
         nan = np.where(failed, np.nan, 1.0)
         return ResultBatch(out.keys, out.a, out.b, out.order, Replies.from_lists(texts), out.p_first * nan,
@@ -41,22 +48,64 @@ class _InProcessPool:
         return out
 
 
-def _elicitor(tmp_path, mode: str) -> Elicitor:
+def _elicitor(tmp_path, mode: str, engine: _OutageEngine | None = None, **limits) -> Elicitor:
     outcomes = OutcomeSet.from_records([{"description": f"Outcome {i}."} for i in range(6)])
-    engine = _OutageEngine(agent="thurstonian", n_outcomes=6, seed=1, refusal_rate=0.0)
+    engine = engine or _OutageEngine(agent="thurstonian", n_outcomes=6, seed=1, refusal_rate=0.0)
     return Elicitor(outcomes, get_template("paper"), GenerationSettings(mode=mode, k=4), pool=_InProcessPool(engine),
                     store=ResponseStore(str(tmp_path), "m"), model_id="sim", revision=None,
-                    engine_settings={"engine": "simulated"}, system_message=None)
+                    engine_settings={"engine": "simulated"}, system_message=None, **limits)
 
 
 def test_failed_requests_are_not_unparseable_replies(tmp_path):
     for mode in ("sample", "logprob"):
-        elicitor = _elicitor(tmp_path / mode, mode)
+        elicitor = _elicitor(tmp_path / mode, mode, max_failure_rate=1.0)
         pairs = np.array([[0, 1], [0, 2], [1, 2], [3, 4]])
         counts = elicitor(pairs)
         assert elicitor.stats.failed_requests == 4  # two pairs about outcome 0, both orders
         np.testing.assert_array_equal(counts[:2], 0.0)  # no vote, no unparseable reply, no refusal
         assert (counts[2:, :4].sum(1) == 8).all() and (counts[2:, 4:] == 0).all()
+
+
+PAIRS = np.array([[0, 1], [0, 2], [1, 2], [3, 4], [2, 5]])
+
+
+@pytest.mark.parametrize("mode", ["sample", "logprob"])
+def test_an_outage_stops_the_call_and_the_next_run_asks_only_the_failures(tmp_path, mode):
+    uninterrupted = _elicitor(tmp_path / "clean", mode)
+    uninterrupted.pool.engine.outage = False
+    expected = uninterrupted(PAIRS)
+
+    first = _elicitor(tmp_path / "run", mode)
+    with pytest.raises(ElicitationFailed, match=r"4 of 10 requests failed.*HTTP 503.*run the job again"):
+        first(PAIRS)
+    healthy = _OutageEngine(agent="thurstonian", n_outcomes=6, seed=1, refusal_rate=0.0)
+    healthy.outage = False
+    second = _elicitor(tmp_path / "run", mode, engine=healthy)  # a new run on the same store
+    np.testing.assert_array_equal(second(PAIRS), expected)
+    failed_keys = [k for k, (a, b) in zip(second.requests_for(PAIRS, render=False).keys,
+                                          np.repeat(PAIRS, 2, axis=0), strict=True) if 0 in (a, b)]
+    assert sorted(healthy.asked) == sorted(failed_keys)  # exactly the failed requests, nothing answered twice
+    assert second.stats.failed_requests == 0 and second.stats.reused == 6
+
+
+def test_a_request_is_given_up_after_max_attempts_and_counted(tmp_path):
+    elicitor = _elicitor(tmp_path, "sample", max_attempts=2, max_failure_rate=1.0)
+    engine = elicitor.pool.engine
+    for call in range(3):
+        engine.asked = []
+        counts = elicitor(PAIRS)
+        np.testing.assert_array_equal(counts[:2], 0.0)  # the failed edges hold no reply, whatever the attempt
+        assert len(engine.asked) == [10, 4, 0][call]  # all; the failed 4 again (attempt 2); then given up
+    assert elicitor.stats.failed_requests == 12 and elicitor.stats.given_up == 4
+    assert elicitor.stats.errors == ["HTTP 503"]
+
+
+def test_failures_within_the_threshold_go_on(tmp_path):
+    elicitor = _elicitor(tmp_path, "sample", max_failure_rate=0.5)
+    elicitor(PAIRS)  # 4 of 10 failed: under half
+    elicitor.pool.engine.everything = True
+    with pytest.raises(ElicitationFailed, match="6 of 6 requests failed"):
+        elicitor(np.array([[1, 3], [2, 4], [3, 5]]))
 
 
 class _OffLabelEngine(SimulatedEngine):

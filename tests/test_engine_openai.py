@@ -337,3 +337,67 @@ def test_empty_batch_and_close(server: FakeServer) -> None:
     with pytest.raises(EngineError):
         engine.answer_requests([req()], SAMPLE)
     assert server.count == 0
+
+
+class _DripServer:
+    """A server that accepts the request, then sends its response one byte at a time (each read stays short)."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                data = json.dumps({"choices": [{"index": 0, "message": {"content": "A"}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for byte in data:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(interval_s)
+                except OSError:  # the client gave up: what the test wants
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_dripping_server_cannot_hold_a_request_past_the_deadline() -> None:
+    drip = _DripServer(interval_s=0.2)  # ~60 bytes: 12 s to finish, every read well under the timeout
+    try:
+        engine = OpenAIEngine(model="m", api_base=drip.url, max_retries=0, timeout_s=1.0)
+        (result,) = engine.answer_requests([req()], GenerationSettings(mode="sample", k=1, max_tokens=5))
+    finally:
+        drip.stop()
+    # without the whole-request deadline the drip completes (after 12 s) and the reply reads "A"
+    assert result.texts == [None] and "no complete response within timeout_s=1 s" in result.error
+
+
+def test_a_long_retry_after_is_not_waited_for(server: FakeServer) -> None:
+    server.behaviour = lambda n, body: (429, {"Retry-After": "86400"}, {"error": {"message": "come back tomorrow"}})
+    engine = make_engine(server, max_retry_after_s=120.0, max_retries=6)
+    (result,) = engine.answer_requests([req()], SAMPLE)
+    assert server.count == 1  # given up at once: the request is recorded as failed and asked again by a later run
+    assert "Retry-After 86400 s" in result.error and "max_retry_after_s=120" in result.error
+    assert "gave up after 1 attempt" in result.error
+
+
+def test_a_short_retry_after_is_honoured_up_to_the_cap(server: FakeServer) -> None:
+    def behaviour(n: int, body: dict[str, Any]) -> Reply:
+        return (429, {"Retry-After": "0.2"}, {}) if n == 0 else default_reply(n, body)
+
+    server.behaviour = behaviour
+    (result,) = make_engine(server, max_retry_after_s=0.5).answer_requests([req()], SAMPLE)
+    assert result.error is None and server.count == 2

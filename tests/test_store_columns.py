@@ -97,17 +97,29 @@ def test_result_columns_grow_and_take_rows():
 def test_store_writes_once_reads_back_and_names_missing_keys(tmp_path):
     store = ResponseStore(str(tmp_path), "org/model")
     first = _batch(["a", "b", "c"], [["A"], ["B", None], []], [None, None, "HTTP 500"])
-    assert store.append(first) == 3
-    assert store.append(_batch(["c", "d", "d"], [["x"], ["B"], ["A"]])) == 1  # c stored, d twice in the batch
-    assert store.count_rows() == len(store) == 4
+    assert store.append(first) == 2  # c failed: stored as a record of the attempt, not as an answer
+    assert store.missing(["a", "c"]) == [1] and store.attempts(["a", "c"]).tolist() == [0, 1]
+    assert store.append(_batch(["c", "d", "d"], [["x"], ["B"], ["A"]])) == 2  # c answered now; d twice in the batch
+    assert store.count_rows() == 5 and len(store) == 4  # every attempt on disk, one answer per key
     reread = ResponseStore(str(tmp_path), "org/model")  # a new process sees the same responses
     got = reread.get(["d", "a", "c", "b"])
-    assert got.texts.tolist() == [["B"], ["A"], [], ["B", None]]
-    assert got.errors == [None, None, "HTTP 500", None]
+    assert got.texts.tolist() == [["B"], ["A"], ["x"], ["B", None]]
+    assert got.errors == [None, None, None, None]
+    assert reread.attempts(["c", "a"]).tolist() == [1, 0] and reread.last_error("c") == "HTTP 500"
     assert reread.missing(["a", "zz", "d", "yy"]) == [1, 3]
     with pytest.raises(KeyError, match="zz"):
         reread.get(["a", "zz"])
-    assert reread.load()["c"] == ElicitationResult("c", texts=[], error="HTTP 500")
+    assert reread.load()["c"] == ElicitationResult("c", texts=["x"])
+
+
+def test_failed_attempts_are_never_served_as_answers(tmp_path):
+    store = ResponseStore(str(tmp_path), "m")
+    for attempt in range(3):
+        store.append(_batch(["k"], [[None, None]], [f"503 Service Unavailable (attempt {attempt})"]))
+    reread = ResponseStore(str(tmp_path), "m")
+    assert reread.missing(["k"]) == [0] and len(reread) == 0
+    assert reread.attempts(["k", "other"]).tolist() == [3, 0]
+    assert reread.last_error("k") == "503 Service Unavailable (attempt 2)"
 
 
 def test_background_writes_are_durable_after_flush_and_a_failed_write_is_never_kept(tmp_path):
@@ -170,5 +182,8 @@ def test_parts_read_back_every_column_as_written(tmp_path, hex_keys):
     np.testing.assert_array_equal(got["p_first"].to_numpy(), batch.p_first)
     assert [list(t) for t in got["texts"]] == [["A", "B"], [], ["B"], [None, "A"], ["A"], ["B", "B"]]
     assert table.set_index("key").loc[all_null.keys, "p_first"].isna().all()
-    again = ResponseStore(str(tmp_path), "m").get(keys)
-    assert again.texts.tolist() == batch.texts.tolist() and again.errors == batch.errors
+    answered = [k for k, e in zip(keys, batch.errors, strict=True) if e is None]  # the failure is no answer
+    reread = ResponseStore(str(tmp_path), "m")
+    again = reread.get(answered)
+    assert again.texts.tolist() == [t for t, e in zip(batch.texts.tolist(), batch.errors, strict=True) if e is None]
+    assert reread.last_error(keys[1]) == "HTTP 500 after 4 tries"

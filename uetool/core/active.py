@@ -262,13 +262,18 @@ def compute_metrics(fit: ThurstonianFit, graph: PreferenceGraph, config: ActiveL
     train, hold = graph.select(TRAIN), graph.select(HOLDOUT)
     p_train, _ = train.probabilities(config.unparseable_policy, rng)
     p_hold, _ = hold.probabilities(config.unparseable_policy, rng)
-    pred_train = fit.predict(train.a, train.b)
-    pred_hold = fit.predict(hold.a, hold.b)
+    # an edge whose every request failed holds no reply: no evidence to score the fit on (its weight is 0 in the fit)
+    replied_train, replied_hold = train.counts.sum(1) > 0, hold.counts.sum(1) > 0
+    p_train, p_hold = p_train[replied_train], p_hold[replied_hold]
+    pred_train = fit.predict(train.a[replied_train], train.b[replied_train])
+    pred_hold = fit.predict(hold.a[replied_hold], hold.b[replied_hold])
     bias = position_bias(graph.counts)
     return {
         "n_outcomes": int(graph.n_outcomes),
         "n_edges": int(len(train)),
         "n_holdout_edges": int(len(hold)),
+        # edges with no reply at all (every request failed, given up after elicitation.max_attempts): excluded
+        "failed_edges": int((~replied_train).sum() + (~replied_hold).sum()),
         "holdout_accuracy": accuracy(pred_hold, p_hold),
         "holdout_log_loss": log_loss(pred_hold, p_hold),
         # 95% percentile-bootstrap CIs over held-out edges (metrics.bootstrap_mean_ci)

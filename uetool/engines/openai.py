@@ -4,8 +4,11 @@
 - logprob mode: one request with `max_tokens=1, logprobs=True, top_logprobs=20`; P(label) sums the top tokens that
   equal the label once leading whitespace is stripped ("A" and " A" both count for "A").
 - Transient failures (429, 500, 502, 503, 504, connection errors, timeouts) are retried with exponential backoff,
-  honouring `Retry-After`; the concurrency slot is released while sleeping. A request that still fails is not
-  raised: its result carries `texts=[None]*k` and `error`, so the runtime counts it as an API failure.
+  honouring `Retry-After` up to `max_retry_after_s` (a server that asks for longer is given up on at once, not
+  waited for); the concurrency slot is released while sleeping. A request that still fails is not raised: its
+  result carries `texts=[None]*k` and `error`, so the runtime records the failure and asks again later.
+- `timeout_s` bounds each attempt as a whole (connect, send and every read), so a server that drips a byte at a
+  time cannot hold a request open beyond it.
 - Permanent failures (401, 403, 404 and other 4xx) raise `EngineError` at once.
 
 The API key is read only from the environment variable named by `api_key_env`, kept in a private attribute, and
@@ -69,7 +72,7 @@ class OpenAIEngine(PerRequestEngine):
 
     name = "openai"
     answer_settings = ("model", "api_base", "accepts_system_message")
-    options = {"max_concurrency": 16}
+    options = {"max_concurrency": 16, "timeout_s": 60.0, "max_retry_after_s": 120.0}
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class OpenAIEngine(PerRequestEngine):
         initial_backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         timeout_s: float = 60.0,
+        max_retry_after_s: float = 120.0,
         supports_n: bool = True,
         accepts_system_message: bool = True,
     ) -> None:
@@ -92,6 +96,10 @@ class OpenAIEngine(PerRequestEngine):
             raise EngineError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if max_retries < 0:
             raise EngineError(f"max_retries must be >= 0, got {max_retries}")
+        if not timeout_s > 0:
+            raise EngineError(f"timeout_s must be > 0, got {timeout_s}")
+        if not max_retry_after_s >= 0:
+            raise EngineError(f"max_retry_after_s must be >= 0, got {max_retry_after_s}")
         self.model = model
         self.api_base = api_base.rstrip("/")
         self.api_key_env = api_key_env
@@ -100,6 +108,7 @@ class OpenAIEngine(PerRequestEngine):
         self.initial_backoff_s = float(initial_backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.timeout_s = float(timeout_s)
+        self.max_retry_after_s = float(max_retry_after_s)
         self.supports_n = bool(supports_n)
         self.accepts_system_message = bool(accepts_system_message)
         key = os.environ.get(api_key_env, "")
@@ -225,20 +234,27 @@ class OpenAIEngine(PerRequestEngine):
                 if attempt >= self.max_retries:
                     break
                 delay = failure.retry_after
+                if delay is not None and delay > self.max_retry_after_s:
+                    last_reason = (f"{failure.reason}, Retry-After {delay:g} s: longer than max_retry_after_s="
+                                   f"{self.max_retry_after_s:g}, not waited for")
+                    break
                 if delay is None:
                     delay = min(self.initial_backoff_s * 2 ** attempt, self.max_backoff_s)
                     delay *= 1.0 + 0.1 * rng.random()
                 log.warning("openai engine: %s from %s for model %r; retry %d/%d in %.2fs", failure.reason,
                             self.api_base, self.model, attempt + 1, self.max_retries, delay)
                 await asyncio.sleep(delay)
-        attempts = self.max_retries + 1
+        attempts = attempt + 1
         reason = f"{last_reason} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})"
         log.warning("openai engine: %s from %s for model %r", reason, self.api_base, self.model)
         return None, reason
 
     async def _post_once(self, client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await client.post(self._url, json=body)
+            # the whole attempt under one deadline: httpx's timeout bounds each read, not the sum of them
+            response = await asyncio.wait_for(client.post(self._url, json=body), self.timeout_s)
+        except TimeoutError:
+            raise _TransientFailure(f"no complete response within timeout_s={self.timeout_s:g} s") from None
         except httpx.TimeoutException as err:
             raise _TransientFailure(f"timeout ({type(err).__name__})") from None
         except httpx.TransportError as err:

@@ -2,9 +2,13 @@
 
 Layout: `<root>/responses/<model>/part-<unix_ns>-<uuid>.parquet`, one part per flushed batch. A part is written
 to a temporary name and renamed, so a killed job never leaves a torn file under a real name; the reader ignores
-temporary files. One row per request key (see `key_prefix`): the key hashes everything that changes the answer
+temporary files. One answer per request key (see `key_prefix`): the key hashes everything that changes the answer
 (model id + revision, engine settings, template, system message, prompt, order, k, seed), so re-running a config
 reuses every stored answer and a changed setting never reuses a stale one.
+
+A failed request (its `error` set: an API outage, say) is stored too, as a record of the failed attempt, never as
+an answer: the store does not serve it, so it is asked again, and `attempts(keys)` counts the failures of each key
+so that a caller can stop asking after a few.
 """
 
 from __future__ import annotations
@@ -92,8 +96,9 @@ class ResponseStore:
         self.fs = layout.filesystem[0]
         self.path = layout.responses_dir(model)
         self.fs.create_dir(self.path, recursive=True)
-        self._index: dict[str, int] | None = None
+        self._index: dict[str, int] | None = None  # answers only
         self._columns = ResultColumns()
+        self._failures: dict[str, list] = {}  # key -> [failed attempts, last error]
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
@@ -104,16 +109,24 @@ class ResponseStore:
     def _load(self) -> dict[str, int]:
         """Key -> row of the in-memory columns (first write wins; later duplicates, if any, are ignored)."""
         if self._index is None:
-            self._index, self._columns = {}, ResultColumns()
+            self._index, self._columns, self._failures = {}, ResultColumns(), {}
             for part in self._parts():
                 with self.fs.open_input_file(part) as f:
                     self._remember(_batch_from_table(pq.read_table(f)))
         return self._index
 
     def _remember(self, batch: ResultBatch, checked: bool = False) -> ResultBatch:
-        """Add rows whose keys are new to the cache (`checked`: the caller knows they are); returns those rows."""
+        """Add answers whose keys are new to the cache (`checked`: the caller knows they are) and count failed
+        attempts; returns the rows added as answers."""
         index = self._index
         assert index is not None
+        if batch.errors.count(None) != len(batch):  # failures are counted, never cached as answers
+            for key, error in zip(batch.keys, batch.errors, strict=True):
+                if error is not None:
+                    record = self._failures.setdefault(key, [0, None])
+                    record[0] += 1
+                    record[1] = error
+            batch = batch.take([i for i, e in enumerate(batch.errors) if e is None])
         if not checked:
             fresh = _fresh(batch.keys, index)
             if len(fresh) < len(batch):
@@ -127,6 +140,20 @@ class ResponseStore:
 
     def __contains__(self, key: str) -> bool:
         return key in self._load()
+
+    def attempts(self, keys: list[str]) -> np.ndarray:
+        """Failed attempts stored for each key (0 for a key never failed; an answered key may have failed before)."""
+        self._load()
+        failures = self._failures
+        if not failures:
+            return np.zeros(len(keys), np.int64)
+        return np.fromiter((failures[k][0] if k in failures else 0 for k in keys), np.int64, len(keys))
+
+    def last_error(self, key: str) -> str | None:
+        """The error of the key's latest failed attempt, if it ever failed."""
+        self._load()
+        record = self._failures.get(key)
+        return None if record is None else record[1]
 
     def missing(self, keys: list[str]) -> list[int]:
         """Positions of `keys` that the store does not hold."""
@@ -158,7 +185,8 @@ class ResponseStore:
         return total
 
     def append(self, batch: ResultBatch, *, background: bool = False, new: bool = False) -> int:
-        """Write the results not yet stored as one Parquet part (temp file + rename) and cache them; returns how many.
+        """Write the results not yet stored as one Parquet part (temp file + rename) and cache them; returns how many
+        answers were added (failed results are written as records of the attempt and counted by `attempts`).
 
         With `background=True` the part is written by the store's writer thread while the caller goes on (receiving
         more shards, say): call `flush()` before anything uses them. `new=True`: the caller has checked (with

@@ -53,6 +53,10 @@ def format_summary(utilities: pd.DataFrame, metrics: dict, n_show: int = 5) -> s
         if ci and all(isinstance(v, float) for v in ci):
             line += f"  (95% CI {ci[0]:.4f} to {ci[1]:.4f})"
         lines.append(line)
+    if metrics.get("failed_requests"):
+        lines += ["", f"failed requests: {metrics['failed_requests']} ({metrics.get('given_up_requests', 0)} given up "
+                      f"after elicitation.max_attempts); they count nothing in their edges. First errors:"]
+        lines += [f"  {error}" for error in metrics.get("failure_examples", [])]
     lines += ["", "top outcomes:"]
     lines += [f"  {r['mean']:+.2f}  {r['description']}" for _, r in ranked.head(n_show).iterrows()]
     lines += ["bottom outcomes:"]

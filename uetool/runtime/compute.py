@@ -105,7 +105,8 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
                             model_id=run.model.model_id, revision=run.model.revision,
                             engine_settings=run.answer_settings(engine_arguments),
                             system_message=run.elicitation.system_message, parser_style=run.elicitation.parser,
-                            thinking_end=run.model.thinking_end)
+                            thinking_end=run.model.thinking_end, max_attempts=run.elicitation.max_attempts,
+                            max_failure_rate=run.elicitation.max_failure_rate)
         result = run_active_learning(len(run.outcomes), elicitor, run.active_learning, state=state,
                                      on_round=checkpoint, progress=run.progress, fit_fn=_fit_function(run))
         learning_seconds = time.perf_counter() - learning_started
@@ -141,6 +142,7 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
                    elicitation_mode=run.generation_settings.mode, mode=run.generation_settings.mode,
                    k=run.generation_settings.k, template=run.template.name, parser=run.elicitation.parser,
                    failed_requests=stats.failed_requests, reused_requests=stats.reused, asked_requests=stats.asked,
+                   given_up_requests=stats.given_up, failure_examples=list(stats.errors),
                    # failures are no model behaviour: apart from unparseable_rate, which counts replies only
                    failed_request_rate=stats.failed_requests / stats.requests if stats.requests else float("nan"))
     if elicitor.stats.logprob_other_mass:

@@ -133,11 +133,17 @@ class ElicitationConfig:
     system_message: str | None = "You are a helpful assistant."
     parser: str = "uetool"
     unparseable_policy: str = "distribution"
+    max_attempts: int = 3  # failed attempts after which a request is given up (and counted)
+    max_failure_rate: float = 0.05  # share of failed requests in one call that stops the job
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(self.labels))
         if self.parser not in ("uetool", "paper"):
             raise ValueError(f"`elicitation.parser` must be 'uetool' or 'paper', got {self.parser!r}")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"`elicitation.max_attempts` must be an integer >= 1, got {self.max_attempts!r}")
+        if not 0 <= float(self.max_failure_rate) <= 1:
+            raise ValueError(f"`elicitation.max_failure_rate` must be in [0, 1], got {self.max_failure_rate!r}")
 
 
 @dataclass(frozen=True)
@@ -379,9 +385,18 @@ class RunConfig:
         # workers or tasks change no result
         fit = {"active": self.fit.active, "bootstrap": self.fit.bootstrap, "triads": self.transitivity.n_triads}
         payload = {"outcomes": outcomes, "model": [self.model.key, self.model.model_id, self.model.thinking_end],
-                   "engine": self.answer_settings(), "elicitation": asdict(self.elicitation), "fit": fit,
+                   "engine": self.answer_settings(), "elicitation": _answer_fields(self.elicitation), "fit": fit,
                    "seed": self.seed, "experiment": self.experiment}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _answer_fields(elicitation: ElicitationConfig) -> dict:
+    """The elicitation settings in the fingerprint: how failures are handled changes no stored answer, and raising
+    the thresholds to go on after a failed run must resume its checkpoint."""
+    fields_ = asdict(elicitation)
+    for name in ("max_attempts", "max_failure_rate"):
+        fields_.pop(name)
+    return fields_
 
 
 def _engine_config(section: dict, model: ModelConfig) -> EngineConfig:
