@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -29,9 +30,19 @@ def moved_key_errors(argv: list[str]) -> list[str]:
     return [m for m in messages if m]
 
 
+def results_root_errors(argv: list[str], environ: dict[str, str]) -> list[str]:
+    """A results root that is an existing file (Hydra would fail making its run directory under it, naming no key)."""
+    roots = [arg.split("=", 1)[1] for arg in argv if arg.lstrip("+").startswith("results_root=")]
+    root = roots[-1] if roots else environ.get("UETOOL_RESULTS", "results")
+    if "://" not in root and Path(root).exists() and not Path(root).is_dir():
+        where = "results_root" if roots else "UETOOL_RESULTS"
+        return [f"{where}={root} is a file; results_root must be a directory (it is created if missing)"]
+    return []
+
+
 def prepare_argv(job: str) -> None:
-    """Rewrite sys.argv for Hydra, or exit with status 2 naming an old spelling."""
-    errors = moved_key_errors(sys.argv[1:])
+    """Rewrite sys.argv for Hydra, or exit with status 2 naming an old spelling or an unusable results root."""
+    errors = moved_key_errors(sys.argv[1:]) + results_root_errors(sys.argv[1:], dict(os.environ))
     if errors:
         for error in errors:
             print(f"{job}: {error}", file=sys.stderr)

@@ -128,6 +128,25 @@ def test_job_process_killed_mid_round_resumes_identically(tmp_path):
     assert store.count_rows() == len(store)  # nothing stored twice
 
 
+def test_two_identical_jobs_at_once_store_each_answer_once(tmp_path):
+    """Started together on one results root: the second waits for the first's store lock, then reuses its answers."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
+    command = [*_job_command(tmp_path / "shared"), "outcomes=quickstart"]
+    jobs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [job.communicate(timeout=900) for job in jobs]
+    assert all(job.returncode == 0 for job in jobs), [err[-2000:] for _, err in outputs]
+    assert any("waiting for the response store" in out for out, _ in outputs)
+    store = ResponseStore(str(tmp_path / "shared"), "tiny-random")
+    assert store.count_rows() == len(store) > 0  # exactly one row per key
+    clean = subprocess.run([*_job_command(tmp_path / "clean"), "outcomes=quickstart"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    a, b = (pd.read_parquet(root / "compute_utilities" / "tiny-random" / "utilities.parquet")
+            for root in (tmp_path / "clean", tmp_path / "shared"))
+    pd.testing.assert_frame_equal(a, b)
+
+
 # --- pools always clean up -----------------------------------------------------------------------------------------
 
 def _group_states() -> dict[str, str]:

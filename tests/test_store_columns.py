@@ -95,13 +95,13 @@ def test_result_columns_grow_and_take_rows():
 
 
 def test_store_writes_once_reads_back_and_names_missing_keys(tmp_path):
-    store = ResponseStore(str(tmp_path), "org/model")
+    store = ResponseStore(str(tmp_path), "org-model")
     first = _batch(["a", "b", "c"], [["A"], ["B", None], []], [None, None, "HTTP 500"])
     assert store.append(first) == 2  # c failed: stored as a record of the attempt, not as an answer
     assert store.missing(["a", "c"]) == [1] and store.attempts(["a", "c"]).tolist() == [0, 1]
     assert store.append(_batch(["c", "d", "d"], [["x"], ["B"], ["A"]])) == 2  # c answered now; d twice in the batch
     assert store.count_rows() == 5 and len(store) == 4  # every attempt on disk, one answer per key
-    reread = ResponseStore(str(tmp_path), "org/model")  # a new process sees the same responses
+    reread = ResponseStore(str(tmp_path), "org-model")  # a new process sees the same responses
     got = reread.get(["d", "a", "c", "b"])
     assert got.texts.tolist() == [["B"], ["A"], ["x"], ["B", None]]
     assert got.errors == [None, None, None, None]

@@ -55,6 +55,24 @@ def test_sweep_config_errors_name_what_is_valid():
         plan_sweep(compose(["sweep=custom", "sweep.models=[{key: x, base: tiny-random, weights: 1}]"]), CONF)
     with pytest.raises(ValueError, match="twice"):
         plan_sweep(compose(["sweep=custom", "sweep.models=[sim-scale-1,sim-scale-1]"]), CONF)
+    # names that become directories cannot leave the results root
+    with pytest.raises(ValueError, match="`sweep.name` must be a plain name"):
+        plan_sweep(compose(["sweep=custom", "sweep.name=../../etc", "sweep.models=[sim-scale-1]"]), CONF)
+    with pytest.raises(ValueError, match="`model.key` must be a plain name.*'../../../../tmp/x'"):
+        plan_sweep(compose(["sweep=custom", "sweep.models=[{key: ../../../../tmp/x, base: sim-scale-1}]"]), CONF)
+
+
+def test_the_results_layout_refuses_names_that_leave_the_root(tmp_path):
+    from uetool.io.layout import ResultsLayout
+
+    layout = ResultsLayout(str(tmp_path))
+    for bad in ("..", "../x", "a/b", "", "a b", "x/../../y"):
+        for spell in (lambda n: layout.responses_dir(n), lambda n: layout.run_dir("compute_utilities", n),
+                      lambda n: layout.run_dir(n, "m"), lambda n: layout.sweep_dir(n),
+                      lambda n: layout.sweep_record("s", n), lambda n: layout.run_dir("e", "m", n)):
+            with pytest.raises(ValueError, match="plain name"):
+                spell(bad)
+    assert layout.run_dir("compute_utilities", "llama-3.1_8b") == f"{tmp_path}/compute_utilities/llama-3.1_8b"
 
 
 def _sweep_cfg(tmp_path, name: str) -> dict:

@@ -11,6 +11,7 @@ object for its paths; nothing else joins them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
@@ -20,10 +21,15 @@ from .files import resolve_filesystem
 __all__ = ["ResultsLayout", "check_name"]
 
 
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def check_name(value: str, what: str) -> str:
-    """A name used as one directory level: non-empty, no '/', not '.' or '..'."""
-    if not isinstance(value, str) or not value or "/" in value or value in (".", ".."):
-        raise ValueError(f"{what} must be a plain directory name, got {value!r}")
+    """A name used as one directory level (model keys, experiments, sweeps, runs): letters, digits, '.', '_' and
+    '-' only, and no '..', so that no name from a config or a sweep entry can reach outside the results root."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        raise ValueError(f"{what} must be a plain name of letters, digits, '.', '_' and '-' (no '..'), "
+                         f"got {value!r}")
     return value
 
 
@@ -39,7 +45,7 @@ class ResultsLayout:
 
     def relative_run_dir(self, experiment: str, model: str, run: str | None = None) -> str:
         """`<experiment>/<model>[/<run>]`, relative to the root (what sweep records store)."""
-        parts = [check_name(experiment, "experiment name"), check_name(model.replace("/", "__"), "model key")]
+        parts = [check_name(experiment, "experiment name"), check_name(model, "model key")]
         if run is not None:
             parts.append(check_name(run, "run name"))
         return "/".join(parts)
@@ -57,7 +63,7 @@ class ResultsLayout:
         return f"{self.filesystem[1]}/{relative.strip('/')}"
 
     def responses_dir(self, model: str) -> str:
-        return f"{self.filesystem[1]}/responses/{model.replace('/', '__')}"
+        return f"{self.filesystem[1]}/responses/{check_name(model, 'model key')}"
 
     def sweep_dir(self, sweep: str) -> str:
         return f"{self.filesystem[1]}/sweeps/{check_name(sweep, 'sweep name')}"
@@ -66,4 +72,4 @@ class ResultsLayout:
         return f"{self.sweep_dir(sweep)}/models"
 
     def sweep_record(self, sweep: str, model: str) -> str:
-        return f"{self.sweep_records_dir(sweep)}/{model.replace('/', '__')}.json"
+        return f"{self.sweep_records_dir(sweep)}/{check_name(model, 'model key')}.json"

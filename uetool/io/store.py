@@ -29,6 +29,7 @@ from ..engines.base import ElicitationResult, ResultBatch
 from ..engines.replies import Replies
 from .layout import ResultsLayout
 from .result_columns import ResultColumns
+from .store_lock import hold_store_lock
 
 __all__ = ["ResponseStore", "StoreWriteError", "key_prefix"]
 
@@ -101,6 +102,10 @@ class ResponseStore:
         self._failures: dict[str, list] = {}  # key -> [failed attempts, last error]
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
+
+    def hold(self, wait_s: float | None = 0.0):
+        """The store's job lock (`store_lock`), as a context manager: one job writes a store at a time."""
+        return hold_store_lock(self.path, local=isinstance(self.fs, pafs.LocalFileSystem), wait_s=wait_s)
 
     def _parts(self) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))

@@ -75,9 +75,18 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     if run.generation_settings.mode == "generate":
         raise ValueError("`elicitation.mode=generate` is free generation (for analyses' free-form answers and judge "
                          "calls); compute_utilities elicits forced choices: use sample or logprob")
-    fs, out_dir = run.layout.filesystem[0], run.out_dir
-    fs.create_dir(out_dir, recursive=True)
+    run.layout.filesystem[0].create_dir(run.out_dir, recursive=True)
     store = ResponseStore(run.layout, run.model.key)
+    # one job per store at a time (its checkpoint and result files with it): a second waits, then fails naming
+    # the holder; a killed job's lock goes with its process
+    with store.hold(wait_s=run.store.lock_wait_s):
+        return _compute_locked(run, store, started, pool=pool, on_round=on_round, pool_name=pool_name,
+                               pool_namespace=pool_namespace)
+
+
+def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, pool, on_round, pool_name,
+                    pool_namespace) -> dict:
+    fs, out_dir = run.layout.filesystem[0], run.out_dir
     fingerprint = run.fingerprint()
     checkpoint_path = run.layout.checkpoint(run.experiment, run.model.key)
     state = _read_checkpoint(fs, checkpoint_path, fingerprint)

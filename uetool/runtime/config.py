@@ -24,18 +24,18 @@ from ..core.outcomes import OutcomeSet, load_outcomes
 from ..core.prompts import PromptTemplate, get_template
 from ..engines import ENGINE_NAMES, engine_class
 from ..engines.base import GenerationSettings
-from ..io.layout import ResultsLayout
+from ..io.layout import ResultsLayout, check_name
 
-__all__ = ["RunConfig", "TransitivityConfig", "TrendsConfig", "ModelConfig", "EngineConfig", "PoolConfig",
-           "ElicitationConfig", "FitConfig", "RayTrainConfig", "RayConfig", "PoolResources", "replica_bundles",
-           "validate_config", "pool_resources", "redacted_yaml", "MOVED_TO_POOL", "RETIRED_ENGINE_KEYS",
-           "TOP_LEVEL_KEYS", "moved_key_message"]
+__all__ = ["RunConfig", "TransitivityConfig", "TrendsConfig", "StoreConfig", "ModelConfig", "EngineConfig",
+           "PoolConfig", "ElicitationConfig", "FitConfig", "RayTrainConfig", "RayConfig", "PoolResources",
+           "replica_bundles", "validate_config", "pool_resources", "redacted_yaml", "MOVED_TO_POOL",
+           "RETIRED_ENGINE_KEYS", "TOP_LEVEL_KEYS", "moved_key_message"]
 
 # engine.* keys that became pool.* keys (they size the pool; they never changed answers)
 MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
 RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
-                  "seed", "progress", "ray", "transitivity", "trends")
+                  "seed", "progress", "ray", "transitivity", "trends", "store")
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 
@@ -203,6 +203,15 @@ class TransitivityConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    lock_wait_s: float | None = 1800.0  # seconds a job waits for another job's lock on its store (null: no limit)
+
+    def __post_init__(self) -> None:
+        if self.lock_wait_s is not None and not float(self.lock_wait_s) >= 0:
+            raise ValueError(f"`store.lock_wait_s` must be >= 0 or null, got {self.lock_wait_s!r}")
+
+
+@dataclass(frozen=True)
 class TrendsConfig:
     mix_modes: bool = False  # sweep report: one trend across models elicited in different modes (sample, logprob)
 
@@ -219,6 +228,11 @@ class TrendsConfig:
 class RayConfig:
     address: str | None = None  # null: start a local cluster
     num_cpus: int | None = None
+    allow_insecure: bool = False  # true: start or join a cluster without token authentication (runtime.ray_session)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.allow_insecure, bool):
+            raise ValueError(f"`ray.allow_insecure` must be true or false, got {self.allow_insecure!r}")
 
 
 @dataclass(frozen=True)
@@ -262,6 +276,7 @@ class RunConfig:
     ray: RayConfig
     transitivity: TransitivityConfig
     trends: TrendsConfig
+    store: StoreConfig
     sweep: dict | None
     raw: dict  # the resolved config as given (saved with every result, secrets redacted)
     outcomes: OutcomeSet = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
@@ -285,13 +300,22 @@ class RunConfig:
         _reject_unknown("outcomes", outcomes_section, ("name", "source"))
         experiment = dict(cfg.get("experiment") or {"name": "compute_utilities"})
         _reject_unknown("experiment", experiment, ("name",))
+        # names that become directories: nothing from a config may reach outside results_root
+        check_name(model.key, "`model.key`")
+        check_name(str(experiment["name"]), "`experiment.name`")
+        if isinstance(cfg.get("sweep"), dict) and cfg["sweep"].get("name") is not None:
+            check_name(str(cfg["sweep"]["name"]), "`sweep.name`")
+        seed = cfg.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
         run = cls(model=model, engine=engine, pool=pool, outcomes_name=str(outcomes_section["name"]),
                   outcomes_source=str(outcomes_section["source"]), elicitation=elicitation, fit=fit,
                   experiment=str(experiment["name"]), results_root=str(cfg.get("results_root") or "results"),
-                  seed=int(cfg.get("seed", 0)), progress=bool(cfg.get("progress", True)),
+                  seed=seed, progress=bool(cfg.get("progress", True)),
                   ray=_build(RayConfig, "ray", cfg.get("ray")),
                   transitivity=_build(TransitivityConfig, "transitivity", cfg.get("transitivity")),
-                  trends=TrendsConfig.from_dict(cfg.get("trends")), sweep=cfg.get("sweep"), raw=cfg)
+                  trends=TrendsConfig.from_dict(cfg.get("trends")),
+                  store=_build(StoreConfig, "store", cfg.get("store")), sweep=cfg.get("sweep"), raw=cfg)
         # built here so that every invalid value fails now, not mid-job
         run.generation_settings  # noqa: B018
         run.active_learning  # noqa: B018

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.outcomes import load_outcomes
+from ..io.layout import check_name
 from .config import PoolResources, RunConfig, pool_resources
 
 __all__ = ["ModelPlan", "plan_sweep", "known_model_keys", "load_model_entry"]
@@ -109,9 +110,7 @@ def plan_sweep(cfg: dict, conf_dir: Path | str) -> list[ModelPlan]:
     if not sweep:
         raise ValueError("choose a sweep: sweep=open_weight|paper|cpu_demo|cpu_demo_simulated|custom "
                          "(custom takes 'sweep.models=[key,...]')")
-    name = str(sweep.get("name") or "")
-    if not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"`sweep.name` must be a plain directory name, got {name!r}")
+    name = check_name(str(sweep.get("name") or ""), "`sweep.name`")
     entries = list(sweep.get("models") or [])
     if not entries:
         raise ValueError(f"sweep {name!r} lists no models; give 'sweep.models=[key,...]'")
