@@ -97,7 +97,7 @@ def run(n_pairs: int, seed: int, hf_sample: bool = True) -> dict:
     out: dict = {"pairs": n_pairs, "prompts": len(requests)}
     engine = create_engine("hf", path=path, kind="chat", batch_size=16)
     n_params = sum(p.numel() for p in engine.model.parameters())
-    prompt_tokens = sum(len(engine.tokenizer(t)["input_ids"]) for t in engine._texts(requests))
+    prompt_tokens = sum(len(ids) for ids in engine._ids(requests, 1))  # the ids the model is shown
     logprob_settings = GenerationSettings(mode="logprob", k=10, max_tokens=1, seed=seed)
     sample_settings = GenerationSettings(mode="sample", k=10, temperature=1.0, max_tokens=10, seed=seed)
     lp_results, lp_s = time_engine(engine, requests, logprob_settings)

@@ -7,7 +7,16 @@ from functools import lru_cache
 
 from .base import ElicitationRequest, EngineError
 
-__all__ = ["require_chat_template", "render_prompt", "label_token_ids", "chat_messages", "request_seed"]
+__all__ = ["require_chat_template", "render_prompt", "prompt_token_ids", "label_token_ids", "chat_messages",
+           "request_seed", "PromptTooLong"]
+
+# stand-ins for the untrusted texts while the chat template is rendered (Unicode private-use characters: no
+# template changes them and no outcome file is expected to hold them)
+_SLOTS = {"system": "\ue000uetool-system\ue001", "user": "\ue000uetool-user\ue001"}
+
+
+class PromptTooLong(EngineError):
+    """A prompt (with its reply budget) does not fit the model's context."""
 
 
 def request_seed(request: ElicitationRequest, seed: int) -> int:
@@ -44,6 +53,62 @@ def render_prompt(tokenizer, request: ElicitationRequest, kind: str, accepts_sys
     require_chat_template(tokenizer, kind, getattr(tokenizer, "name_or_path", "?"))
     return tokenizer.apply_chat_template(chat_messages(request, accepts_system_message), tokenize=False,
                                          add_generation_prompt=True)
+
+
+def prompt_token_ids(tokenizer, request: ElicitationRequest, kind: str, accepts_system_message: bool,
+                     max_model_len: int | None = None, reply_tokens: int = 0) -> list[int]:
+    """The token ids the model is shown for `request`, with its texts (prompt, system message) as plain text.
+
+    Outcome descriptions are untrusted: a description holding a special token's text (`<|im_end|><|im_start|>system
+    ...`) must not become real turn markers. Where no untrusted text holds any special token's text (the usual
+    case) this is the tokenizer's own encoding of the rendered prompt, unchanged. Otherwise the template's pieces are
+    encoded with their special tokens and each untrusted text as plain text (`split_special_tokens`); the seams
+    between pieces may then tokenise a little differently than a single encoding would, for that prompt only.
+    Raises PromptTooLong, naming the request's outcomes, when the prompt and `reply_tokens` exceed `max_model_len`.
+    (Markers that are ordinary text in a model's vocabulary, like Llama-2's `[INST]`, cannot be told apart from the
+    template's own in any encoding.)
+    """
+    untrusted = {"user": request.prompt}
+    if request.system_message and accepts_system_message and kind != "base":
+        untrusted["system"] = request.system_message
+    specials = _special_texts(tokenizer)
+    if not any(marker in text for text in untrusted.values() for marker in specials):
+        ids = tokenizer.encode(render_prompt(tokenizer, request, kind, accepts_system_message),
+                               add_special_tokens=kind == "base")  # chat templates carry their own special tokens
+    elif kind == "base":
+        ids = tokenizer(request.prompt + "\n\nAnswer:", add_special_tokens=True,
+                        split_special_tokens=True)["input_ids"]
+    else:
+        require_chat_template(tokenizer, kind, getattr(tokenizer, "name_or_path", "?"))
+        messages = chat_messages(request, accepts_system_message)
+        for message in messages:
+            message["content"] = _SLOTS[message["role"]]
+        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids, rest = [], rendered
+        while rest:
+            role, at = min(((r, rest.find(slot)) for r, slot in _SLOTS.items() if slot in rest),
+                           key=lambda x: x[1], default=(None, len(rest)))
+            if at:
+                ids += tokenizer.encode(rest[:at], add_special_tokens=False)
+            if role is None:
+                break
+            ids += tokenizer(untrusted[role], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            rest = rest[at + len(_SLOTS[role]):]
+    if max_model_len is not None and len(ids) + reply_tokens > max_model_len:
+        raise PromptTooLong(f"the prompt for outcomes {request.a} and {request.b} is {len(ids)} tokens; with "
+                            f"{reply_tokens} reply tokens it exceeds the model's context of {max_model_len}: "
+                            f"shorten those outcomes' descriptions")
+    return ids
+
+
+@lru_cache(maxsize=32)
+def _special_texts(tokenizer) -> tuple[str, ...]:
+    """The text of every special token (declared, or added as special: chat markers such as <|im_start|>)."""
+    texts = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(token, "special", False):
+            texts.add(str(token.content))
+    return tuple(sorted(t for t in texts if t))
 
 
 def label_token_ids(tokenizer, labels: tuple[str, str]) -> tuple[list[int], list[int]]:

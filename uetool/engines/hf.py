@@ -12,7 +12,7 @@ import copy
 import inspect
 
 from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings, PerRequestEngine
-from .chat_format import label_token_ids, render_prompt, request_seed, require_chat_template
+from .chat_format import label_token_ids, prompt_token_ids, request_seed, require_chat_template
 
 __all__ = ["HFEngine"]
 
@@ -57,6 +57,8 @@ class HFEngine(PerRequestEngine):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.kind = kind
         self.accepts_system_message = accepts_system_message
+        # the context the model was trained for (None: not declared); a longer prompt is refused naming its outcomes
+        self.max_model_len = getattr(self.model.config, "max_position_embeddings", None)
         self.batch_size = int(batch_size)
         self.prefix_cache = bool(prefix_cache)
         self._prefix: tuple[tuple[int, ...], object] | None = None  # (token ids, their KV cache, batch of one)
@@ -67,15 +69,13 @@ class HFEngine(PerRequestEngine):
         self._cache_name = "cache" if "cache" in forward else "past_key_values"
         self._torch = torch
 
-    def _texts(self, requests: list[ElicitationRequest]) -> list[str]:
-        return [render_prompt(self.tokenizer, r, self.kind, self.accepts_system_message) for r in requests]
+    def _ids(self, requests: list[ElicitationRequest], reply_tokens: int) -> list[list[int]]:
+        # outcome texts stay text: a special token's text in a description is not a turn marker
+        return [prompt_token_ids(self.tokenizer, r, self.kind, self.accepts_system_message,
+                                 max_model_len=self.max_model_len, reply_tokens=reply_tokens) for r in requests]
 
-    def _tokenize(self, texts: list[str], **options):
-        # chat templates already carry their special tokens
-        return self.tokenizer(texts, add_special_tokens=self.kind == "base", **options)
-
-    def _encode(self, texts: list[str]):
-        return self._tokenize(texts, return_tensors="pt", padding=True).to(self.device)
+    def _encode(self, ids: list[list[int]]):
+        return self.tokenizer.pad({"input_ids": ids}, return_tensors="pt", padding=True).to(self.device)
 
     def answer_requests(self, requests: list[ElicitationRequest],
                         settings: GenerationSettings) -> list[ElicitationResult]:
@@ -94,7 +94,7 @@ class HFEngine(PerRequestEngine):
         do_sample = settings.temperature > 0
         results = []
         for request in batch:
-            enc = self._encode(self._texts([request]))
+            enc = self._encode(self._ids([request], settings.max_tokens))
             k = settings.k if do_sample else 1
             with torch.inference_mode():
                 inputs = self._generate_inputs(enc, k)
@@ -121,7 +121,7 @@ class HFEngine(PerRequestEngine):
 
     def _logprob(self, batch: list[ElicitationRequest]) -> list[ElicitationResult]:
         torch = self._torch
-        ids = self._tokenize(self._texts(batch))["input_ids"]
+        ids = self._ids(batch, 1)
         with torch.inference_mode():
             prefix = self._shared_prefix(ids) if self.prefix_cache else ()
             logits = self._last_logits(ids, prefix)

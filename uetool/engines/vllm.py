@@ -1,6 +1,6 @@
 """vLLM engine: one `vllm.LLM` per replica; sample mode with n=K, logprob mode exact over the label tokens.
 
-- Prompts are rendered exactly like the hf engine (`render_prompt`) and tokenised here, then passed as token ids:
+- Prompts are the token ids of `chat_format.prompt_token_ids`, as in the hf engine (outcome texts stay text):
   vLLM's own text path would add a BOS token in front of a chat template that already carries its special tokens,
   and the two engines must see identical inputs to give identical probabilities.
 - Sample mode: one prompt per request with `SamplingParams(n=K, seed=request_seed(...))`, so a request re-sent after
@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 
 from .base import ElicitationRequest, ElicitationResult, EngineError, GenerationSettings, PerRequestEngine
-from .chat_format import label_token_ids, render_prompt, request_seed, require_chat_template
+from .chat_format import label_token_ids, prompt_token_ids, request_seed, require_chat_template
 
 __all__ = ["VLLMEngine"]
 
@@ -77,10 +77,10 @@ class VLLMEngine(PerRequestEngine):
         self.accepts_system_message = accepts_system_message
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
 
-    def _token_ids(self, request: ElicitationRequest) -> list[int]:
-        text = render_prompt(self.tokenizer, request, self.kind, self.accepts_system_message)
-        # the same rule as the hf engine: chat templates already carry their special tokens, raw prompts get them
-        return self.tokenizer.encode(text, add_special_tokens=self.kind == "base")
+    def _token_ids(self, request: ElicitationRequest, budget: int) -> list[int]:
+        # the same ids as the hf engine: outcome texts stay text (chat_format.prompt_token_ids)
+        return prompt_token_ids(self.tokenizer, request, self.kind, self.accepts_system_message,
+                                max_model_len=self.max_model_len, reply_tokens=budget)
 
     def answer_requests(self, requests: list[ElicitationRequest],
                         settings: GenerationSettings) -> list[ElicitationResult]:
@@ -88,11 +88,8 @@ class VLLMEngine(PerRequestEngine):
         prompts, params, index, label_ids = [], [], [], []
         budget = 1 if settings.mode == "logprob" else settings.max_tokens
         for i, request in enumerate(requests):
+            ids = self._token_ids(request, budget)  # PromptTooLong: the outcome, not the engine, must change
             try:
-                ids = self._token_ids(request)
-                if len(ids) + budget > self.max_model_len:
-                    raise ValueError(f"prompt of {len(ids)} tokens + {budget} new tokens exceeds max_model_len "
-                                     f"{self.max_model_len}")
                 if settings.mode == "logprob":
                     labels = label_token_ids(self.tokenizer, request.labels)
                     param = self._logprob_params(labels[0] + labels[1])

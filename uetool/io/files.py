@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-__all__ = ["resolve_filesystem", "write_atomic", "file_exists", "read_bytes"]
+__all__ = ["resolve_filesystem", "write_atomic", "file_exists", "read_bytes", "remove_temporary_files"]
 
 
 def resolve_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -26,9 +26,26 @@ def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     jobs.report) never interleave bytes in one temporary file.
     """
     tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, path)
+    try:
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, path)
+    except BaseException:
+        try:  # a full disk: leave no half-written temporary file behind
+            fs.delete_file(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def remove_temporary_files(fs: pafs.FileSystem, directory: str) -> int:
+    """Delete `write_atomic`'s leftover temporary files in `directory` (call it only when no writer can be alive
+    there, e.g. under the job's store lock); returns how many."""
+    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    leftovers = [i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".tmp")]
+    for path in leftovers:
+        fs.delete_file(path)
+    return len(leftovers)
 
 
 def file_exists(fs: pafs.FileSystem, path: str) -> bool:

@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
@@ -31,7 +32,12 @@ from .layout import ResultsLayout
 from .result_columns import ResultColumns
 from .store_lock import hold_store_lock
 
-__all__ = ["ResponseStore", "StoreWriteError", "key_prefix"]
+__all__ = ["ResponseStore", "StoreWriteError", "StoreDamaged", "PartProblem", "key_prefix", "SCHEMA_VERSION"]
+
+# written into every part's Parquet metadata; parts without it (older uetool) are read by their columns
+SCHEMA_VERSION = 1
+_VERSION_KEY = b"uetool.store_schema"
+_REQUIRED = ("key", "a", "b", "order", "texts", "error")  # older parts may lack the others (read as missing values)
 
 # texts: each request's samples, dictionary-coded (each distinct reply once per column chunk); older parts with
 # plain list<string> texts read the same way
@@ -107,18 +113,66 @@ class ResponseStore:
         """The store's job lock (`store_lock`), as a context manager: one job writes a store at a time."""
         return hold_store_lock(self.path, local=isinstance(self.fs, pafs.LocalFileSystem), wait_s=wait_s)
 
+    def parts(self) -> list[str]:
+        """Paths of the store's Parquet parts, in write order."""
+        return self._parts()
+
     def _parts(self) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
         return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
     def _load(self) -> dict[str, int]:
-        """Key -> row of the in-memory columns (first write wins; later duplicates, if any, are ignored)."""
+        """Key -> row of the in-memory columns (first write wins; later duplicates, if any, are ignored).
+
+        A part that cannot be read as one raises StoreDamaged naming it (`check` lists them all; `jobs.store repair`
+        sets them aside)."""
         if self._index is None:
             self._index, self._columns, self._failures = {}, ResultColumns(), {}
             for part in self._parts():
-                with self.fs.open_input_file(part) as f:
-                    self._remember(_batch_from_table(pq.read_table(f)))
+                batch = self._read_part(part)
+                if isinstance(batch, PartProblem):
+                    self._index = None
+                    raise StoreDamaged(f"the response part {part} cannot be used ({batch.reason}); run `python -m "
+                                       f"jobs.store repair results_root=<root>` to set it aside (what it held is "
+                                       f"asked again)", [batch])
+                self._remember(batch)
         return self._index
+
+    def _read_part(self, part: str) -> ResultBatch | PartProblem:
+        try:
+            with self.fs.open_input_file(part) as f:
+                table = pq.read_table(f)
+        except (OSError, pa.ArrowException, ValueError) as err:  # truncated, not Parquet, unreadable
+            return PartProblem(part, f"not a readable Parquet file: {err}")
+        missing = [name for name in _REQUIRED if name not in table.column_names]
+        if missing:
+            return PartProblem(part, f"not a response part: no columns {missing} (has {table.column_names[:8]})",
+                               table.num_rows)
+        version = (table.schema.metadata or {}).get(_VERSION_KEY)
+        if version is not None and int(version) > SCHEMA_VERSION:
+            return PartProblem(part, f"written by a newer uetool (store schema {int(version)}, this one reads "
+                                     f"{SCHEMA_VERSION})", table.num_rows)
+        try:
+            return _batch_from_table(table)
+        except (pa.ArrowException, ValueError, TypeError) as err:
+            return PartProblem(part, f"columns of unexpected types: {err}", table.num_rows)
+
+    def check(self) -> tuple[list[PartProblem], list[str]]:
+        """(parts that cannot be used, temporary files left by writers) — reads every part."""
+        problems = [p for p in map(self._read_part, self._parts()) if isinstance(p, PartProblem)]
+        return problems, self.temporary_files()
+
+    def temporary_files(self) -> list[str]:
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".tmp"))
+
+    def remove_temporary_files(self) -> int:
+        """Delete writers' leftover temporary parts; call it only while holding the store's lock (`hold`), when no
+        writer of this store can be alive. Returns how many were removed."""
+        leftovers = self.temporary_files()
+        for path in leftovers:
+            self.fs.delete_file(path)
+        return len(leftovers)
 
     def _remember(self, batch: ResultBatch, checked: bool = False) -> ResultBatch:
         """Add answers whose keys are new to the cache (`checked`: the caller knows they are) and count failed
@@ -211,7 +265,7 @@ class ResponseStore:
             "p_first": _nullable(rows.p_first), "p_second": _nullable(rows.p_second),
             "other_mass": _nullable(rows.other_mass), "error": _errors(rows.errors),
             "written_at": np.full(len(rows), time.time()),
-        }, schema=_SCHEMA)
+        }, schema=_SCHEMA).replace_schema_metadata({_VERSION_KEY: str(SCHEMA_VERSION).encode()})
         if background:
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(1, thread_name_prefix="uetool-store-writer")  # parts stay ordered
@@ -250,13 +304,37 @@ class ResponseStore:
         # random hex keys are left uncompressed (snappy saves ~10% of them and costs ~20% of the encoding time)
         pq.write_table(table, sink, write_statistics=["a", "b", "order"], use_dictionary=["texts.list.element"],
                        compression=_COMPRESSION)
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(sink.getvalue())
-        self.fs.move(tmp, name)
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(sink.getvalue())
+            self.fs.move(tmp, name)
+        except BaseException:
+            try:  # a full disk: leave no half-written temporary part behind
+                self.fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
 
 
 class StoreWriteError(OSError):
     """A response part could not be written: nothing from it was used."""
+
+
+@dataclass
+class PartProblem:
+    """A file among a store's parts that cannot be used, why, and how many rows it says it holds (None: unknown)."""
+
+    path: str
+    reason: str
+    rows: int | None = None
+
+
+class StoreDamaged(OSError):
+    """The store holds a part that cannot be used; `problems` names each."""
+
+    def __init__(self, message: str, problems: list[PartProblem]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 def _fresh(keys: list[str], index: dict[str, int]) -> list[int]:
@@ -292,6 +370,8 @@ def _key_array(keys: list[str]) -> pa.Array:
 
 def _batch_from_table(table: pa.Table) -> ResultBatch:
     def floats(name: str) -> np.ndarray:
+        if name not in table.column_names:  # a part from before the column existed
+            return np.full(table.num_rows, np.nan)
         return table.column(name).to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
 
     return ResultBatch(table.column("key").to_pylist(), table.column("a").to_numpy(), table.column("b").to_numpy(),

@@ -6,7 +6,6 @@ once (`RunConfig.from_dict`), before any engine starts; everything below reads t
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,8 @@ from ..core.edges import off_label_majority_rate
 from ..core.graph import HOLDOUT, TRAIN
 from ..core.thurstonian import bootstrap_intervals
 from ..core.transitivity import confidence_metrics, measure_transitivity, pair_probabilities
-from ..io.files import file_exists, read_bytes, write_atomic
+from ..io.checkpoint import read_checkpoint, write_checkpoint
+from ..io.files import remove_temporary_files
 from ..io.provenance import content_hash, provenance
 from ..io.results import utilities_frame, write_results, write_triads
 from ..io.store import ResponseStore
@@ -26,21 +26,6 @@ from .config import RunConfig, pool_resources, redacted_yaml
 from .elicit import Elicitor
 
 __all__ = ["compute_utilities", "open_pool", "run_provenance"]
-
-
-def _read_checkpoint(fs, path: str, fingerprint: str) -> ActiveLearningState | None:
-    if not file_exists(fs, path):
-        return None
-    z = np.load(io.BytesIO(read_bytes(fs, path)))
-    if str(z["fingerprint"]) != fingerprint:
-        return None  # a different config wrote it: start afresh (the store still serves matching responses)
-    return ActiveLearningState.from_bytes(z["state"].tobytes())
-
-
-def _write_checkpoint(fs, path: str, fingerprint: str, state: ActiveLearningState) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, fingerprint=np.array(fingerprint), state=np.frombuffer(state.to_bytes(), np.uint8))
-    write_atomic(fs, path, buf.getvalue())
 
 
 def run_provenance(run: RunConfig, device: str | None = None) -> dict:
@@ -80,6 +65,11 @@ def compute_utilities(cfg: dict | RunConfig, *, pool=None, on_round=None, pool_n
     # one job per store at a time (its checkpoint and result files with it): a second waits, then fails naming
     # the holder; a killed job's lock goes with its process
     with store.hold(wait_s=run.store.lock_wait_s):
+        # before any engine starts: no writer of this store is alive, so its temporary files are leftovers; a
+        # damaged part or checkpoint is named now (StoreDamaged, CheckpointDamaged), not after Ray has started
+        store.remove_temporary_files()
+        remove_temporary_files(run.layout.filesystem[0], run.out_dir)
+        len(store)
         return _compute_locked(run, store, started, pool=pool, on_round=on_round, pool_name=pool_name,
                                pool_namespace=pool_namespace)
 
@@ -89,10 +79,10 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
     fs, out_dir = run.layout.filesystem[0], run.out_dir
     fingerprint = run.fingerprint()
     checkpoint_path = run.layout.checkpoint(run.experiment, run.model.key)
-    state = _read_checkpoint(fs, checkpoint_path, fingerprint)
+    state = read_checkpoint(fs, checkpoint_path, fingerprint)
 
     def checkpoint(s: ActiveLearningState) -> None:
-        _write_checkpoint(fs, checkpoint_path, fingerprint, s)
+        write_checkpoint(fs, checkpoint_path, fingerprint, s)
         if on_round is not None:
             on_round(s)
 
