@@ -80,3 +80,26 @@ def test_an_outage_stops_the_job_and_the_next_run_asks_only_the_failures(ray_clu
     pd.testing.assert_frame_equal(pd.read_parquet(f"{resumed['out_dir']}/utilities.parquet"),
                                   pd.read_parquet(f"{clean['out_dir']}/utilities.parquet"))
     assert resumed["metrics"]["holdout_accuracy"] == clean["metrics"]["holdout_accuracy"]
+
+
+def test_engine_retries_inside_replicas_reach_the_job(ray_cluster):
+    """The OpenAI engine's retries happen in a Ray actor whose log the driver never sees: the pool collects them."""
+    from uetool.engines.base import ElicitationRequest, GenerationSettings, RequestBatch
+    from uetool.runtime.pool import EnginePool
+
+    server = FakeServer()
+    server.behaviour = lambda n, body: ((503, {"Retry-After": "0"}, {}) if n % 2 == 0
+                                        else preference_reply(n, body))
+    requests = RequestBatch.from_requests([ElicitationRequest(f"k{i}", f"Outcome {i} happens. Outcome {i + 1} "
+                                                              "happens.", ("A", "B"), None, i, i + 1)
+                                           for i in range(6)])
+    try:
+        with EnginePool("openai", {"model": "m", "api_base": server.url, "api_key_env": TEST_API_KEY_ENV,
+                                   "max_concurrency": 1, "initial_backoff_s": 0.01}, replicas=1,
+                        progress=False) as pool:
+            out = pool.run(requests, GenerationSettings(mode="sample", k=2))
+            counters = pool.engine_counters()
+    finally:
+        server.stop()
+    assert out.errors == [None] * 6
+    assert counters == {"retries": 6, "gave_up": 0}  # every request failed once, then succeeded

@@ -116,6 +116,9 @@ class OpenAIEngine(PerRequestEngine):
             raise EngineError(f"environment variable {api_key_env} is not set; export it to use model {model}")
         self.__api_key = key.strip()
         self._closed = False
+        # read by the pool (EngineActor.counters) so that retries reach the job's log and summary, not only the
+        # replica's own log, which Ray does not forward
+        self.counters = {"retries": 0, "gave_up": 0}
 
     def __repr__(self) -> str:
         return (f"OpenAIEngine(model={self.model!r}, api_base={self.api_base!r}, api_key_env={self.api_key_env!r}, "
@@ -241,10 +244,12 @@ class OpenAIEngine(PerRequestEngine):
                 if delay is None:
                     delay = min(self.initial_backoff_s * 2 ** attempt, self.max_backoff_s)
                     delay *= 1.0 + 0.1 * rng.random()
+                self.counters["retries"] += 1
                 log.warning("openai engine: %s from %s for model %r; retry %d/%d in %.2fs", failure.reason,
                             self.api_base, self.model, attempt + 1, self.max_retries, delay)
                 await asyncio.sleep(delay)
         attempts = attempt + 1
+        self.counters["gave_up"] += 1
         reason = f"{last_reason} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})"
         log.warning("openai engine: %s from %s for model %r", reason, self.api_base, self.model)
         return None, reason

@@ -53,6 +53,8 @@ def format_summary(utilities: pd.DataFrame, metrics: dict, n_show: int = 5) -> s
         if ci and all(isinstance(v, float) for v in ci):
             line += f"  (95% CI {ci[0]:.4f} to {ci[1]:.4f})"
         lines.append(line)
+    if metrics.get("engine_retries"):
+        lines += ["", f"engine retries: {metrics['engine_retries']} (transient API errors retried with backoff)"]
     if metrics.get("failed_requests"):
         lines += ["", f"failed requests: {metrics['failed_requests']} ({metrics.get('given_up_requests', 0)} given up "
                       f"after elicitation.max_attempts); they count nothing in their edges. First errors:"]

@@ -35,7 +35,8 @@ __all__ = ["write_sweep_report", "build_report_files"]
 
 # Counts and bookkeeping: reported per model, but not a trend worth a plot.
 _NO_TREND = {"n_outcomes", "n_edges", "n_holdout_edges", "n_triads", "seed", "capability", "seconds_total",
-             "asked_requests", "reused_requests", "failed_requests", "given_up_requests", "fit_converged"}
+             "asked_requests", "reused_requests", "failed_requests", "given_up_requests", "engine_retries",
+             "fit_converged"}
 _RATES = ["refusal_rate", "unparseable_rate", "position_bias", "position_bias_original", "position_bias_flipped"]
 _N_SHOWN = 10
 

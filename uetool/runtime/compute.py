@@ -115,6 +115,10 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                                       seed=run.seed, policy=run.active_learning.unparseable_policy)
     finally:
         replacements = getattr(pool, "replacements", 0)
+        try:  # what the engines counted inside their replicas (retries), before the pool goes
+            engine_counters = pool.engine_counters() if hasattr(pool, "engine_counters") else {}
+        except Exception:  # noqa: BLE001 - a dead replica must not hide the job's own error
+            engine_counters = {}
         if own_pool and pool is not None:
             pool.shutdown()
     bootstrap_started = time.perf_counter()
@@ -142,6 +146,7 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                    k=run.generation_settings.k, template=run.template.name, parser=run.elicitation.parser,
                    failed_requests=stats.failed_requests, reused_requests=stats.reused, asked_requests=stats.asked,
                    given_up_requests=stats.given_up, failure_examples=list(stats.errors),
+                   engine_retries=int(engine_counters.get("retries", 0)),
                    # failures are no model behaviour: apart from unparseable_rate, which counts replies only
                    failed_request_rate=stats.failed_requests / stats.requests if stats.requests else float("nan"))
     if elicitor.stats.logprob_other_mass:

@@ -60,6 +60,10 @@ class EngineActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def counters(self) -> dict:
+        """The engine's own counters (the OpenAI engine's retries, say): its log stays in the replica."""
+        return dict(getattr(self.engine, "counters", None) or {})
+
 
 def _describe(bundles: list[dict]) -> str:
     total: dict[str, float] = {}
@@ -304,6 +308,14 @@ class EnginePool:
 
     def pids(self) -> list[int]:
         return ray.get([a.pid.remote() for a in self.actors])
+
+    def engine_counters(self) -> dict[str, int]:
+        """The engines' counters summed over the live replicas (a replaced replica's are lost with it)."""
+        total: dict[str, int] = {}
+        for counters in ray.get([a.counters.remote() for a in self.actors]):
+            for name, value in counters.items():
+                total[name] = total.get(name, 0) + int(value)
+        return total
 
     def placement_groups(self) -> list:
         """The placement groups this pool holds now (one per placed replica)."""
