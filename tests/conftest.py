@@ -62,7 +62,10 @@ def ray_cluster():
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if not ray.is_initialized():
+        # workers at niceness 0, as the jobs' own clusters (runtime.ray_session): at Ray's default of 15 a busy
+        # machine starves them and kill-and-replace tests take many minutes
         ray.init(num_cpus=2, object_store_memory=512 * 1024**2, include_dashboard=False, log_to_driver=False,
+                 _system_config={"worker_niceness": 0},
                  # a test API key the engine actors can read (env vars set after ray.init do not reach them)
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), TEST_API_KEY_ENV: TEST_API_KEY}})
     yield ray

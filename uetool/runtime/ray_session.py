@@ -58,5 +58,8 @@ def ensure_ray(config: RayConfig | dict | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        # Ray runs its workers at niceness 15: beside any busy process (another job, a notebook) the engine
+        # replicas then get ~3% of a core and a job that takes 2 minutes takes an hour (measured: an hf job's
+        # engine actor got 53 s of CPU in 14 min beside two busy loops). The replicas are the job's work.
         ray.init(num_cpus=config.num_cpus, log_to_driver=False, include_dashboard=False,
-                 _node_ip_address="127.0.0.1")
+                 _node_ip_address="127.0.0.1", _system_config={"worker_niceness": 0})
