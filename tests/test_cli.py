@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -42,8 +44,6 @@ def test_a_local_cluster_without_token_auth_is_refused_before_ray_starts(tmp_pat
 
 
 def test_cluster_security_rules():
-    import pytest
-
     from uetool.runtime.config import RayConfig
     from uetool.runtime.ray_session import InsecureClusterError, check_cluster_security
 
@@ -57,3 +57,16 @@ def test_cluster_security_rules():
             check_cluster_security(RayConfig(address="10.0.0.1:6379"), env)
         check_cluster_security(RayConfig(address="10.0.0.1:6379", allow_insecure=True), env)
     check_cluster_security(RayConfig(allow_insecure=True), {"RAY_AUTH_MODE": "disabled"})
+
+
+@pytest.mark.ray
+def test_the_local_cluster_does_not_starve_its_workers(tmp_path):
+    script = ("import os, ray\n"
+              "from uetool.runtime.ray_session import ensure_ray\n"
+              "ensure_ray({'address': None, 'num_cpus': 1})\n"
+              "print(ray.get(ray.remote(lambda: os.nice(0)).remote()))\n"
+              "ray.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "0"  # Ray's default worker niceness is 15

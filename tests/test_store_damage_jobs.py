@@ -46,6 +46,11 @@ def _damage(root, kind: str) -> tuple[str, int]:
         path = root / "compute_utilities" / "tiny-random" / "checkpoint.npz"
         _truncate(path)
         return str(path), 0
+    if kind == "random bytes":  # a stray file under a part's name: it held no answers of this store
+        path = f"{store.path}/part-0-stray.parquet"
+        with open(path, "wb") as f:
+            f.write(os.urandom(4096))
+        return path, 0
     part = store.parts()[3]
     rows = pq.read_metadata(part).num_rows
     if kind == "truncated part":
@@ -55,7 +60,7 @@ def _damage(root, kind: str) -> tuple[str, int]:
     return part, rows
 
 
-@pytest.mark.parametrize("kind", ["truncated part", "foreign columns", "truncated checkpoint"])
+@pytest.mark.parametrize("kind", ["truncated part", "random bytes", "foreign columns", "truncated checkpoint"])
 def test_damage_is_named_and_repair_resumes_to_the_clean_result(ray_cluster, clean_root, tmp_path, kind):
     from uetool.io.checkpoint import CheckpointDamaged
     from uetool.io.store import StoreDamaged
@@ -70,7 +75,7 @@ def test_damage_is_named_and_repair_resumes_to_the_clean_result(ray_cluster, cle
     report = repair(str(root))
     assert [a for a, _ in report.moved] == [path]
     resumed = compute_utilities(compose(_overrides(root)))
-    assert resumed["stats"].asked == lost  # exactly what the damaged part held (a checkpoint held no answers)
+    assert resumed["stats"].asked == lost  # exactly what the damaged part held (a checkpoint or stray file: none)
     for name in ("utilities", "edges"):
         pd.testing.assert_frame_equal(pd.read_parquet(root / "compute_utilities" / "tiny-random" / f"{name}.parquet"),
                                       pd.read_parquet(clean_root / "compute_utilities" / "tiny-random" /

@@ -6,8 +6,10 @@ keys in its environment) to anyone on the network. Ray 2.60 turns token authenti
   - to start a local cluster with `RAY_AUTH_MODE=disabled`,
   - to join a cluster (`ray.address` / RAY_ADDRESS) unless `RAY_AUTH_MODE=token` is set here (the clusters of
     cluster/ set it on every node and for the jobs they run),
-unless the user says `ray.allow_insecure=true`. The local cluster advertises 127.0.0.1 (Ray 2.60's GCS and raylet
-still listen on every interface whatever address they advertise; token authentication is what guards them).
+unless the user says `ray.allow_insecure=true`. A local cluster cannot be kept on the loopback interface: Ray 2.60
+replaces a loopback node address with the machine's reachable one (`services.resolve_ip_for_localhost`) and its GCS
+and raylet listen on every interface (seen with `ss -ltnp`), so token authentication is what guards them; the
+dashboard, which would listen too, is not started.
 """
 
 from __future__ import annotations
@@ -62,4 +64,4 @@ def ensure_ray(config: RayConfig | dict | None = None) -> None:
         # replicas then get ~3% of a core and a job that takes 2 minutes takes an hour (measured: an hf job's
         # engine actor got 53 s of CPU in 14 min beside two busy loops). The replicas are the job's work.
         ray.init(num_cpus=config.num_cpus, log_to_driver=False, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", _system_config={"worker_niceness": 0})
+                 _system_config={"worker_niceness": 0})
