@@ -96,3 +96,18 @@ def test_fitted_utilities_recover_each_agents_expected_utility_error(rule):
         assert measured["mae_normalized"] >= 0.4
         assert measured["mae_normalized"] == pytest.approx(truth["mae_normalized"], abs=0.05)
         assert measured["order_preservation"] == pytest.approx(truth["order_preservation"], abs=0.05)
+
+
+def test_implicit_lotteries_use_the_same_metrics_over_their_resolutions():
+    from uetool.core.lotteries import UncertainEvent
+
+    mu = np.array([0.0, 1.0, -1.0, 2.0, 0.5, -0.5])  # event 0 resolves to 1/2, event 3 to 4/5 (EU 0.4 and 0.2)
+    events = [UncertainEvent(0, (1, 2), (0.7, 0.3)), UncertainEvent(3, (4, 5), (0.7, 0.3))]
+    np.testing.assert_allclose(expected_utilities(mu, events), [0.4, 0.2])
+    metrics = expected_utility_metrics(mu, mu[[0, 3]], events)
+    assert metrics["mae_raw"] == pytest.approx((abs(0.0 - 0.4) + abs(2.0 - 0.2)) / 2)
+    assert metrics["order_preservation"] == 0.0 and metrics["n_pairs"] == 1  # U says 3 > 0, EU says 0 > 3
+    with pytest.raises(ValueError, match="sum to 1"):
+        UncertainEvent(0, (1, 2), (0.5, 0.4))
+    with pytest.raises(ValueError, match=">= 2 resolutions"):
+        UncertainEvent(0, (1,), (1.0,))

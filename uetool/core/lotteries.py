@@ -1,9 +1,12 @@
-"""Explicit lotteries over a base outcome set and the expected-utility property (EXPERIMENTS.md s.6).
+"""Explicit and implicit lotteries and the expected-utility property (EXPERIMENTS.md s.6 and s.7).
 
 A lottery gives each of 2-3 base outcomes a whole-percent probability. Its utility, fitted jointly with the base
 outcomes, should equal the expected utility `sum_i p_i U(o_i)` of what it may give. The metrics compare the two over
 the lotteries: `mae_normalized` (the paper's: mean |z(U) - z(EU)|, both z-scored over the lotteries with ddof 0),
 Pearson r, and `order_preservation` (the share of lottery pairs that U and EU order alike).
+
+An implicit lottery (`UncertainEvent`) is an uncertain event ("a new country joins the EU by 2030") whose utility
+should equal the probability-weighted utility of its concrete resolutions; the same metrics apply over the events.
 
 Pure functions: the generator is seeded (the reference's order-preservation pairs were not) and nothing here reads
 files or asks a model.
@@ -19,8 +22,8 @@ from .agents import ThurstonianAgent
 from .graph import sample_new_pairs
 from .metrics import bootstrap_mean_ci
 
-__all__ = ["Lottery", "generate_lotteries", "describe_lottery", "expected_utilities", "expected_utility_metrics",
-           "lottery_agent", "LOTTERY_RULES"]
+__all__ = ["Lottery", "UncertainEvent", "generate_lotteries", "describe_lottery", "expected_utilities",
+           "expected_utility_metrics", "lottery_agent", "LOTTERY_RULES"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,28 @@ class Lottery:
     @property
     def probabilities(self) -> np.ndarray:
         return np.asarray(self.percents, np.float64) / 100.0
+
+
+@dataclass(frozen=True)
+class UncertainEvent:
+    """An implicit lottery: an event (option `event`) and its resolutions (options `outcomes`) with probabilities
+    summing to 1 (indices into one option set fitted jointly)."""
+
+    event: int
+    outcomes: tuple[int, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.outcomes) != len(self.weights) or len(self.outcomes) < 2:
+            raise ValueError(f"event {self.event}: needs >= 2 resolutions with one probability each, got "
+                             f"{len(self.outcomes)} resolutions and {len(self.weights)} probabilities")
+        if not np.isclose(sum(self.weights), 1.0, atol=1e-6) or min(self.weights) <= 0:
+            raise ValueError(f"event {self.event}: resolution probabilities must be > 0 and sum to 1, got "
+                             f"{self.weights}")
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return np.asarray(self.weights, np.float64)
 
 
 def _whole_percents(size: int, rng: np.random.Generator) -> tuple[int, ...]:
@@ -72,7 +97,7 @@ def describe_lottery(lottery: Lottery, descriptions: list[str] | tuple[str, ...]
                      for o, p in zip(lottery.outcomes, lottery.percents, strict=True)).strip()
 
 
-def expected_utilities(outcome_utilities: np.ndarray, lotteries: list[Lottery]) -> np.ndarray:
+def expected_utilities(outcome_utilities: np.ndarray, lotteries: list[Lottery] | list[UncertainEvent]) -> np.ndarray:
     """sum_i p_i U(o_i) for each lottery."""
     u = np.asarray(outcome_utilities, np.float64)
     return np.array([float(u[list(lot.outcomes)] @ lot.probabilities) for lot in lotteries])
@@ -83,11 +108,13 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
 
-def expected_utility_metrics(outcome_utilities: np.ndarray, lottery_utilities: np.ndarray, lotteries: list[Lottery],
-                             *, n_pairs: int = 1000, seed: int = 0) -> dict:
+def expected_utility_metrics(outcome_utilities: np.ndarray, lottery_utilities: np.ndarray,
+                             lotteries: list[Lottery] | list[UncertainEvent], *, n_pairs: int = 1000,
+                             seed: int = 0) -> dict:
     """The paper's expected-utility metrics over the lotteries, each with a 95% bootstrap CI.
 
-    `mae_normalized`: mean |z(U_L) - z(EU_L)| (CI: bootstrap over lotteries, z-scores fixed). `pearson_r`.
+    `mae_normalized`: mean |z(U_L) - z(EU_L)| (CI: bootstrap over lotteries, z-scores fixed). `mae_raw`: mean
+    |U_L - EU_L| (the utilities share one scale when fitted jointly). `pearson_r`.
     `order_preservation`: over min(n_pairs, C(L, 2)) distinct lottery pairs drawn with `seed`, the share where
     sign(EU_L - EU_M) == sign(U_L - U_M), a pair counting as held when both differences are below 1e-6 (CI:
     bootstrap over pairs).
@@ -103,7 +130,7 @@ def expected_utility_metrics(outcome_utilities: np.ndarray, lottery_utilities: n
     held = (np.sign(d_eu) == np.sign(d_u)) | ((np.abs(d_eu) < 1e-6) & (np.abs(d_u) < 1e-6))
     pearson = float(np.corrcoef(eu, u)[0, 1]) if eu.std() > 0 and u.std() > 0 else float("nan")
     return {"mae_normalized": float(errors.mean()), "mae_normalized_ci": bootstrap_mean_ci(errors, seed=seed),
-            "pearson_r": pearson, "order_preservation": float(held.mean()),
+            "mae_raw": float(np.mean(np.abs(u - eu))), "pearson_r": pearson, "order_preservation": float(held.mean()),
             "order_preservation_ci": bootstrap_mean_ci(held.astype(np.float64), seed=seed),
             "n_lotteries": int(m), "n_pairs": int(held.size)}
 
