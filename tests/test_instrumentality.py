@@ -106,3 +106,23 @@ def test_instrumental_agents_score_better_on_the_process_they_believe():
             scores[agent, world] = instrumentality_score(per_process)["instrumentality_score"]
     assert scores["instrumental", "natural"] < 0.1 < scores["instrumental", "unnatural"]
     assert scores["anti_instrumental", "unnatural"] < 0.1 < scores["anti_instrumental", "natural"]
+
+
+def test_the_shipped_processes_parse_and_favour_their_first_action():
+    import json
+    from importlib import resources
+
+    from uetool.core.instrumentality import processes_from_json
+
+    data = json.loads(resources.files("uetool.data").joinpath("analyses/markov_processes.json").read_text())
+    processes = processes_from_json(data)
+    assert len(processes) == 21 and len({p.name for p in processes}) == 21
+    for p in processes:  # the paper's 4-state shape: two actions, a good and a bad end
+        assert p.terminal == (False, False, True, True)
+        good = {k: dict(row)[2] for k, row in p.transitions.items()}
+        assert good[0] > good[1]
+        assert len(prefix_options(p, rollouts(p, n=100, seed=0)).prefixes) <= 6
+    with pytest.raises(ValueError, match="Markov process 'x': KeyError"):
+        processes_from_json({"MarkovProcesses": [{"name": "x", "states": []}]})
+    with pytest.raises(ValueError, match="MarkovProcesses"):
+        processes_from_json({"processes": []})

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MarkovProcess", "unnatural", "rollouts", "prefix_options", "ProcessOptions", "fit_rewards_values",
-           "instrumentality_score", "GAMMA"]
+__all__ = ["MarkovProcess", "processes_from_json", "unnatural", "rollouts", "prefix_options", "ProcessOptions",
+           "fit_rewards_values", "instrumentality_score", "GAMMA"]
 
 GAMMA = 0.99
 
@@ -42,6 +42,29 @@ class MarkovProcess:
                                  f"with probabilities summing to 1, got {row}")
         if not np.isclose(sum(p for _, p in self.start), 1.0):
             raise ValueError(f"process {self.name!r}: start probabilities must sum to 1, got {self.start}")
+
+
+def processes_from_json(data: dict) -> list[MarkovProcess]:
+    """Processes from the paper's file format, `{"MarkovProcesses": [{name, states: [{id, observation,
+    is_terminal}], transitions: {"0": [[next, prob], ...]}, start_state_distribution: [[id, prob], ...]}]}` (the
+    format of uetool's own `data/analyses/markov_processes.json` too); errors name the process and the field."""
+    if not isinstance(data, dict) or not isinstance(data.get("MarkovProcesses"), list):
+        raise ValueError("a Markov process file holds {\"MarkovProcesses\": [...]}")
+    out = []
+    for i, entry in enumerate(data["MarkovProcesses"]):
+        name = entry.get("name", f"#{i}") if isinstance(entry, dict) else f"#{i}"
+        try:
+            states = sorted(entry["states"], key=lambda st: int(st["id"]))
+            if [int(st["id"]) for st in states] != list(range(len(states))):
+                raise ValueError("state ids must be 0..n-1")
+            out.append(MarkovProcess(
+                str(name), tuple(str(st["observation"]) for st in states),
+                tuple(bool(st["is_terminal"]) for st in states),
+                {int(k): tuple((int(s), float(p)) for s, p in row) for k, row in entry["transitions"].items()},
+                tuple((int(s), float(p)) for s, p in entry["start_state_distribution"])))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"Markov process {name!r}: {type(err).__name__}: {err}") from None
+    return out
 
 
 def unnatural(process: MarkovProcess, swap: tuple[int, int] = (0, 1)) -> MarkovProcess:
