@@ -103,3 +103,28 @@ def test_engine_retries_inside_replicas_reach_the_job(ray_cluster):
         server.stop()
     assert out.errors == [None] * 6
     assert counters == {"retries": 6, "gave_up": 0}  # every request failed once, then succeeded
+
+
+def test_the_job_command_exits_3_on_an_outage_naming_the_errors(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    outcomes = tmp_path / "outcomes.json"
+    outcomes.write_text(json.dumps([f"Outcome {i} happens." for i in range(N_OUTCOMES)]))
+    server = FakeServer()
+    server.behaviour = lambda n, body: (503, {}, {"error": {"message": "the service is down"}})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "jobs.compute_utilities", "model=gpt-4o-mini", f"model.api_base={server.url}",
+             f"model.api_key_env={TEST_API_KEY_ENV}", f"outcomes={outcomes}", "elicitation.k=2",
+             "+engine.kwargs.max_retries=0", "progress=false", f"results_root={tmp_path / 'results'}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "", TEST_API_KEY_ENV: TEST_API_KEY})
+    finally:
+        server.stop()
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "requests failed" in done.stderr and "503 Service Unavailable" in done.stderr
+    assert "Traceback" not in done.stderr
