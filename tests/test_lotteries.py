@@ -111,3 +111,21 @@ def test_implicit_lotteries_use_the_same_metrics_over_their_resolutions():
         UncertainEvent(0, (1, 2), (0.5, 0.4))
     with pytest.raises(ValueError, match=">= 2 resolutions"):
         UncertainEvent(0, (1,), (1.0,))
+
+
+def test_the_shipped_implicit_lotteries_parse_in_the_references_order():
+    import json
+    from importlib import resources
+
+    from uetool.core.lotteries import events_from_json
+
+    data = json.loads(resources.files("uetool.data").joinpath("analyses/implicit_lotteries.json").read_text())
+    texts, events = events_from_json(data, start=10)
+    assert len(events) == 20 and all(3 <= len(e.outcomes) <= 12 for e in events)
+    assert len(texts) == 20 + sum(len(e.outcomes) for e in events) == len(set(texts))
+    first = events[0]
+    assert first.event == 10 and first.outcomes[0] == 11 and texts[0] == data["base_options"][0]["option"]
+    assert events[1].event == first.outcomes[-1] + 1  # each event is followed by its resolutions
+    with pytest.raises(ValueError, match="implicit lottery 'x'.*sum to 1"):
+        events_from_json({"base_options": [{"option": "x", "sub_options": [{"option": "a", "probability": 0.2},
+                                                                           {"option": "b", "probability": 0.2}]}]})

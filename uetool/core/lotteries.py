@@ -22,8 +22,8 @@ from .agents import ThurstonianAgent
 from .graph import sample_new_pairs
 from .metrics import bootstrap_mean_ci
 
-__all__ = ["Lottery", "UncertainEvent", "generate_lotteries", "describe_lottery", "expected_utilities",
-           "expected_utility_metrics", "lottery_agent", "LOTTERY_RULES"]
+__all__ = ["Lottery", "UncertainEvent", "events_from_json", "generate_lotteries", "describe_lottery",
+           "expected_utilities", "expected_utility_metrics", "lottery_agent", "LOTTERY_RULES"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,28 @@ class UncertainEvent:
     @property
     def probabilities(self) -> np.ndarray:
         return np.asarray(self.weights, np.float64)
+
+
+def events_from_json(data: dict, start: int = 0) -> tuple[list[str], list[UncertainEvent]]:
+    """Option texts and events from the paper's implicit-lottery format, `{"base_options": [{option, sub_options:
+    [{option, probability}]}]}` (uetool's own `data/analyses/implicit_lotteries.json` too), flattened as the
+    reference does: each event followed by its resolutions, ids from `start`; errors name the event."""
+    if not isinstance(data, dict) or not isinstance(data.get("base_options"), list):
+        raise ValueError("an implicit-lottery file holds {\"base_options\": [...]}")
+    texts: list[str] = []
+    events = []
+    for i, base in enumerate(data["base_options"]):
+        name = base.get("option", f"#{i}") if isinstance(base, dict) else f"#{i}"
+        try:
+            event = start + len(texts)
+            texts.append(str(base["option"]))
+            subs = list(base["sub_options"])
+            outcomes = tuple(range(event + 1, event + 1 + len(subs)))
+            texts += [str(sub["option"]) for sub in subs]
+            events.append(UncertainEvent(event, outcomes, tuple(float(sub["probability"]) for sub in subs)))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"implicit lottery {name!r}: {type(err).__name__}: {err}") from None
+    return texts, events
 
 
 def _whole_percents(size: int, rng: np.random.Generator) -> tuple[int, ...]:
