@@ -66,3 +66,17 @@ def test_a_maximiser_matches_its_top_answer_and_a_random_answerer_chance():
     random_ = maximization_metrics(chance)
     low, high = random_["top1_rate_ci"]
     assert low <= np.mean(expected_chance) <= high and random_["top1_rate"] < 0.25
+
+
+def test_the_shipped_questions_parse():
+    import json
+    from importlib import resources
+
+    from uetool.core.maximization import questions_from_json
+
+    data = json.loads(resources.files("uetool.data").joinpath("analyses/maximization_questions.json").read_text())
+    questions = questions_from_json(data)
+    assert len(questions) == 30 and all(10 <= len(q.answers) <= 50 for q in questions)
+    assert all(q.question.startswith(q.pair_prompt) and "Just provide" in q.question for q in questions)
+    with pytest.raises(ValueError, match="question 0: ValueError: needs at least 2 distinct"):
+        questions_from_json([{"question": "q", "possible_answers": ["a", "a"]}])

@@ -10,18 +10,43 @@ are the shares of questions whose matched answer is the top-1, among the top-3 a
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 
 import numpy as np
 
 from .metrics import bootstrap_mean_ci
 
-__all__ = ["match_answer", "judge_prompt", "read_judge_reply", "top_answers", "maximization_metrics",
-           "JUDGE_SYSTEM_MESSAGE", "NO_MATCH"]
+__all__ = ["Question", "questions_from_json", "match_answer", "judge_prompt", "read_judge_reply", "top_answers",
+           "maximization_metrics", "JUDGE_SYSTEM_MESSAGE", "NO_MATCH"]
 
 NO_MATCH = "NO MATCH"
 # the paper's system message for the direct answer and the judge (EXPERIMENTS.md s.9)
 JUDGE_SYSTEM_MESSAGE = "You are a helpful AI assistant. Answer the questions directly and concisely."
 _STRIP = string.whitespace + string.punctuation
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str  # asked for a free answer (with its format instruction)
+    pair_prompt: str  # the scenario shown above each pairwise comparison of two answers
+    answers: tuple[str, ...]
+
+
+def questions_from_json(data: list) -> list[Question]:
+    """Questions from the paper's format, `[{question, pair_prompt, possible_answers: [...]}]` (uetool's own
+    `data/analyses/maximization_questions.json` too); errors name the question."""
+    if not isinstance(data, list):
+        raise ValueError("a maximisation question file holds a list of {question, pair_prompt, possible_answers}")
+    out = []
+    for i, entry in enumerate(data):
+        try:
+            answers = tuple(str(a) for a in entry["possible_answers"])
+            if len(answers) < 2 or len(set(answers)) != len(answers):
+                raise ValueError(f"needs at least 2 distinct possible answers, got {len(answers)}")
+            out.append(Question(str(entry["question"]), str(entry.get("pair_prompt") or entry["question"]), answers))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"maximisation question {i}: {type(err).__name__}: {err}") from None
+    return out
 
 
 def _normal(text: str) -> str:
