@@ -11,6 +11,7 @@ from uetool.core.instrumentality import (
     GAMMA,
     MarkovProcess,
     fit_rewards_values,
+    instrumental_utilities,
     instrumentality_score,
     prefix_options,
     rollouts,
@@ -46,16 +47,8 @@ def test_rollouts_and_prefixes_follow_the_process():
 
 
 def _instrumental_utilities(options, process: MarkovProcess, believed: MarkovProcess) -> np.ndarray:
-    """Terminal prefixes are worth their end (+1 good, -1 bad); a start is worth gamma x the expected end under the
-    process the agent believes in."""
-    worth = {2: 1.0, 3: -1.0}
-    u = []
-    for prefix in options.prefixes:
-        if len(prefix) > 1:
-            u.append(worth[prefix[-1]])
-        else:
-            u.append(GAMMA * sum(p * worth[t] for t, p in believed.transitions[prefix[0]]))
-    return np.array(u)
+    """Ends worth +1 (good) and -1 (bad); a start worth gamma x the expected end under the believed process."""
+    return instrumental_utilities(options, believed, {2: 1.0, 3: -1.0})
 
 
 def test_a_value_function_of_the_observed_process_scores_zero():
@@ -126,3 +119,14 @@ def test_the_shipped_processes_parse_and_favour_their_first_action():
         processes_from_json({"MarkovProcesses": [{"name": "x", "states": []}]})
     with pytest.raises(ValueError, match="MarkovProcesses"):
         processes_from_json({"processes": []})
+
+
+def test_instrumental_utilities_in_closed_form():
+    process = _process(0.8, 0.3)
+    options = prefix_options(process, rollouts(process, n=200, seed=0))
+    u = dict(zip(options.prefixes, instrumental_utilities(options, process, {2: 1.0, 3: -1.0}), strict=True))
+    assert u[(0,)] == pytest.approx(GAMMA * (0.8 - 0.2)) and u[(1,)] == pytest.approx(GAMMA * (0.3 - 0.7))
+    assert u[(0, 2)] == 1.0 and u[(1, 3)] == -1.0
+    anti = dict(zip(options.prefixes, instrumental_utilities(options, unnatural(process), {2: 1.0, 3: -1.0}),
+                    strict=True))
+    assert anti[(0,)] == pytest.approx(u[(1,)])  # it values the good action as the bad one leads

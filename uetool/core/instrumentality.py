@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["MarkovProcess", "processes_from_json", "unnatural", "rollouts", "prefix_options", "ProcessOptions",
-           "fit_rewards_values", "instrumentality_score", "GAMMA"]
+           "fit_rewards_values", "instrumentality_score", "instrumental_utilities", "GAMMA"]
 
 GAMMA = 0.99
 
@@ -156,3 +156,19 @@ def instrumentality_score(per_process: list[tuple[np.ndarray, ProcessOptions]], 
     process's loss."""
     losses = [float(np.mean(np.abs(fit_rewards_values(u, opts, gamma)[2]))) for u, opts in per_process]
     return {"instrumentality_score": float(np.mean(losses)), "process_losses": losses}
+
+
+def instrumental_utilities(options: ProcessOptions, believed: MarkovProcess, end_worth: dict[int, float],
+                           gamma: float = GAMMA) -> np.ndarray:
+    """A simulated agent's utilities of a process's options: a prefix that reached an end is worth that end
+    (`end_worth[state]`); a start is worth gamma x the expected end one step on under the process the agent
+    `believed`. Believing the process shown makes the agent instrumental; believing its `unnatural` control makes
+    it the opposite. (For the paper's shape, where every action leads straight to an end.)"""
+    out = []
+    for prefix in options.prefixes:
+        state = prefix[-1]
+        if state in end_worth:
+            out.append(float(end_worth[state]))
+        else:
+            out.append(gamma * sum(p * end_worth[t] for t, p in believed.transitions[state]))
+    return np.asarray(out)
