@@ -1,0 +1,145 @@
+"""The paper's analyses against simulated agents whose answers are known, at the paper's size (core only, no Ray):
+utilities fitted by active learning from the agent's K=10 answers per order, then each analysis's metric.
+
+    python benchmarks/analyses.py --experiment expected_utility --agent eu [--seed 0] [--json]
+
+Experiments (agents that mean something for them):
+  expected_utility           510 outcomes + 100 generated lotteries, fitted jointly (eu, max_outcome)
+  expected_utility_implicit  the shipped 20 uncertain events, their 74 resolutions and 510 background outcomes,
+                             fitted jointly (eu, max_outcome)
+  instrumentality            the shipped 21 processes, 100 seeded rollouts each, natural and unnatural runs
+                             (instrumental, anti_instrumental)
+  maximization               the shipped 30 questions, one fit per question (maximiser, random)
+
+JSON keys (a public contract): experiment, agent, seed, wall_s and the headline metrics: mae_normalized and
+order_preservation (expected utility, both kinds), score_natural and score_unnatural (instrumentality),
+top1_rate and top3_rate (maximization); extras with CIs. This measures the analyses' statistics; running them
+through engines and jobs (jobs.run) is still to come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from importlib import resources
+
+import numpy as np
+from _report import print_result  # benchmarks/ is on sys.path when run as a script
+
+from uetool.core.active import ActiveLearningConfig, run_active_learning
+from uetool.core.agents import ThurstonianAgent
+from uetool.core.instrumentality import (
+    instrumental_utilities,
+    instrumentality_score,
+    prefix_options,
+    processes_from_json,
+    rollouts,
+    unnatural,
+)
+from uetool.core.lotteries import (
+    events_from_json,
+    expected_utility_metrics,
+    generate_lotteries,
+    lottery_agent,
+)
+from uetool.core.maximization import maximization_metrics, questions_from_json
+
+AGENTS = {"expected_utility": ("eu", "max_outcome"), "expected_utility_implicit": ("eu", "max_outcome"),
+          "instrumentality": ("instrumental", "anti_instrumental"), "maximization": ("maximiser", "random")}
+N_BASE, K = 510, 10
+
+
+def _data(name: str):
+    return json.loads(resources.files("uetool.data").joinpath(f"analyses/{name}").read_text())
+
+
+def _fit(agent: ThurstonianAgent, seed: int) -> np.ndarray:
+    return run_active_learning(agent.mean.size, agent, ActiveLearningConfig(seed=seed)).fit.mean
+
+
+def expected_utility(agent: str, seed: int) -> dict:
+    base = ThurstonianAgent.random_truth(N_BASE, k=K, seed=seed)
+    lotteries = generate_lotteries(N_BASE, 100, seed=seed)
+    truth = lottery_agent(base, lotteries, agent, seed=seed)
+    mu = _fit(truth, seed)
+    return expected_utility_metrics(mu[:N_BASE], mu[N_BASE:], lotteries, seed=seed)
+
+
+def expected_utility_implicit(agent: str, seed: int) -> dict:
+    texts, events = events_from_json(_data("implicit_lotteries.json"))
+    n = len(texts) + N_BASE  # events and resolutions first, then the background outcomes (the reference's order)
+    truth = ThurstonianAgent.random_truth(n, k=K, seed=seed)
+    mean = truth.mean.copy()
+    for event in events:
+        resolutions = mean[list(event.outcomes)]
+        mean[event.event] = float(resolutions @ event.probabilities) if agent == "eu" else float(resolutions.max())
+    mu = _fit(ThurstonianAgent(mean, truth.variance, K, seed), seed)
+    ids = [e.event for e in events]
+    return expected_utility_metrics(mu, mu[ids], events, seed=seed)
+
+
+def instrumentality(agent: str, seed: int) -> dict:
+    processes = processes_from_json(_data("markov_processes.json"))
+    out = {}
+    for world in ("natural", "unnatural"):
+        options, utilities = [], []
+        for i, process in enumerate(processes):
+            shown = process if world == "natural" else unnatural(process)
+            believed = process if agent == "instrumental" else unnatural(process)
+            opts = prefix_options(shown, rollouts(shown, n=100, seed=seed * 1000 + i))
+            options.append(opts)
+            utilities.append(instrumental_utilities(opts, believed, {2: 1.0, 3: -1.0}))
+        mean = np.concatenate(utilities)
+        variance = np.random.default_rng([seed, 79]).uniform(0.05, 0.5, mean.size)
+        mu = _fit(ThurstonianAgent(mean, variance, K, seed), seed)
+        per, start = [], 0
+        for opts, u in zip(options, utilities, strict=True):
+            per.append((mu[start:start + u.size], opts))
+            start += u.size
+        out[f"score_{world}"] = instrumentality_score(per)["instrumentality_score"]
+        out[f"n_options_{world}"] = int(mean.size)
+    return out
+
+
+def maximization(agent: str, seed: int) -> dict:
+    questions = questions_from_json(_data("maximization_questions.json"))
+    rng = np.random.default_rng([seed, 83])
+    rows = []
+    for q, question in enumerate(questions):
+        truth = ThurstonianAgent.random_truth(len(question.answers), k=K, seed=seed * 1000 + q)
+        mu = _fit(truth, seed)
+        pick = int(np.argmax(truth.mean)) if agent == "maximiser" else int(rng.integers(len(question.answers)))
+        rows.append((mu, list(question.answers), question.answers[pick]))
+    out = maximization_metrics(rows, seed=seed)
+    out["chance_top1"] = float(np.mean([1 / len(q.answers) for q in questions]))
+    return out
+
+
+RUNNERS = {"expected_utility": expected_utility, "expected_utility_implicit": expected_utility_implicit,
+           "instrumentality": instrumentality, "maximization": maximization}
+
+
+def run(experiment: str, agent: str, seed: int) -> dict:
+    if agent not in AGENTS[experiment]:
+        raise SystemExit(f"--agent {agent} means nothing for {experiment}; use one of {AGENTS[experiment]}")
+    started = time.perf_counter()
+    metrics = RUNNERS[experiment](agent, seed)
+    return {"experiment": experiment, "agent": agent, "seed": seed, "wall_s": time.perf_counter() - started,
+            **metrics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", choices=sorted(RUNNERS), required=True)
+    parser.add_argument("--agent", choices=sorted({a for pair in AGENTS.values() for a in pair}), required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    print_result(run(args.experiment, args.agent, args.seed), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
