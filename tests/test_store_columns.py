@@ -159,7 +159,7 @@ def test_shard_writer_stores_every_shard_and_the_last_on_the_calling_thread(tmp_
     assert len(store._pending) == 2  # in the writer thread's hands
     writer(shards[2])
     assert len(store._pending) == 2  # the last was not handed over ...
-    on_disk = {k for part in store._parts() for k in pq.read_table(part, columns=["key"]).column("key").to_pylist()}
+    on_disk = {k for part in store.parts() for k in pq.read_table(part, columns=["key"]).column("key").to_pylist()}
     assert set(shards[2].keys) <= on_disk  # ... it is already durable
     store.flush()
     assert ResponseStore(str(tmp_path), "m").count_rows() == len(store) == 30

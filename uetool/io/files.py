@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-__all__ = ["resolve_filesystem", "write_atomic", "file_exists", "read_bytes", "remove_temporary_files"]
+__all__ = ["resolve_filesystem", "write_atomic", "file_exists", "read_bytes", "temporary_files",
+           "remove_temporary_files"]
 
 
 def resolve_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -38,11 +39,16 @@ def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
         raise
 
 
+def temporary_files(fs: pafs.FileSystem, directory: str) -> list[str]:
+    """`write_atomic`'s temporary files in `directory` (what a killed writer leaves behind), sorted."""
+    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".tmp"))
+
+
 def remove_temporary_files(fs: pafs.FileSystem, directory: str) -> int:
     """Delete `write_atomic`'s leftover temporary files in `directory` (call it only when no writer can be alive
     there, e.g. under the job's store lock); returns how many."""
-    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
-    leftovers = [i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".tmp")]
+    leftovers = temporary_files(fs, directory)
     for path in leftovers:
         fs.delete_file(path)
     return len(leftovers)

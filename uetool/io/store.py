@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from ..engines.base import ElicitationResult, ResultBatch
 from ..engines.replies import Replies
+from .files import remove_temporary_files, temporary_files, write_atomic
 from .layout import ResultsLayout
 from .result_columns import ResultColumns
 from .store_lock import hold_store_lock
@@ -115,9 +116,6 @@ class ResponseStore:
 
     def parts(self) -> list[str]:
         """Paths of the store's Parquet parts, in write order."""
-        return self._parts()
-
-    def _parts(self) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
         return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
@@ -128,7 +126,7 @@ class ResponseStore:
         sets them aside)."""
         if self._index is None:
             self._index, self._columns, self._failures = {}, ResultColumns(), {}
-            for part in self._parts():
+            for part in self.parts():
                 batch = self._read_part(part)
                 if isinstance(batch, PartProblem):
                     self._index = None
@@ -159,20 +157,16 @@ class ResponseStore:
 
     def check(self) -> tuple[list[PartProblem], list[str]]:
         """(parts that cannot be used, temporary files left by writers) — reads every part."""
-        problems = [p for p in map(self._read_part, self._parts()) if isinstance(p, PartProblem)]
+        problems = [p for p in map(self._read_part, self.parts()) if isinstance(p, PartProblem)]
         return problems, self.temporary_files()
 
     def temporary_files(self) -> list[str]:
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
-        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".tmp"))
+        return temporary_files(self.fs, self.path)
 
     def remove_temporary_files(self) -> int:
         """Delete writers' leftover temporary parts; call it only while holding the store's lock (`hold`), when no
         writer of this store can be alive. Returns how many were removed."""
-        leftovers = self.temporary_files()
-        for path in leftovers:
-            self.fs.delete_file(path)
-        return len(leftovers)
+        return remove_temporary_files(self.fs, self.path)
 
     def _remember(self, batch: ResultBatch, checked: bool = False) -> ResultBatch:
         """Add answers whose keys are new to the cache (`checked`: the caller knows they are) and count failed
@@ -238,7 +232,7 @@ class ResponseStore:
     def count_rows(self) -> int:
         """Rows on disk, duplicates included (tests use it to prove nothing was stored twice)."""
         total = 0
-        for part in self._parts():
+        for part in self.parts():
             with self.fs.open_input_file(part) as f:
                 total += pq.read_metadata(f).num_rows
         return total
@@ -298,22 +292,13 @@ class ResponseStore:
 
     def _write(self, table: pa.Table) -> None:
         name = f"{self.path}/part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = f"{self.path}/.{name.rsplit('/', 1)[1]}.tmp"
         sink = pa.BufferOutputStream()
         # statistics only where a reader filters (not on random keys or replies); a dictionary only for replies;
         # random hex keys are left uncompressed (snappy saves ~10% of them and costs ~20% of the encoding time)
         pq.write_table(table, sink, write_statistics=["a", "b", "order"], use_dictionary=["texts.list.element"],
                        compression=_COMPRESSION)
-        try:
-            with self.fs.open_output_stream(tmp) as out:
-                out.write(sink.getvalue())
-            self.fs.move(tmp, name)
-        except BaseException:
-            try:  # a full disk: leave no half-written temporary part behind
-                self.fs.delete_file(tmp)
-            except OSError:
-                pass
-            raise
+        # temporary name + rename (the reader lists only *.parquet); a failed write leaves no temporary file behind
+        write_atomic(self.fs, name, sink.getvalue())
 
 
 class StoreWriteError(OSError):
