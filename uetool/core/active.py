@@ -160,8 +160,9 @@ def plan_holdout(n_outcomes: int, config: ActiveLearningConfig) -> np.ndarray:
 
 
 def initial_regular_graph(n_outcomes: int, degree: int, rng: np.random.Generator,
-                          exclude: np.ndarray | None = None) -> np.ndarray:
-    """Union of degree/2 random Hamiltonian cycles (a random `degree`-regular graph), minus excluded pairs."""
+                          exclude: np.ndarray | None = None, top_up: bool = False) -> np.ndarray:
+    """Union of degree/2 random Hamiltonian cycles (a random `degree`-regular graph), minus excluded pairs; with
+    `top_up`, random other pairs (none excluded) bring it back to n * degree / 2 pairs, as the reference does."""
     keys = []
     for _ in range(degree // 2):
         perm = rng.permutation(n_outcomes)
@@ -169,6 +170,11 @@ def initial_regular_graph(n_outcomes: int, degree: int, rng: np.random.Generator
     keys = np.unique(np.concatenate(keys))
     if exclude is not None:
         keys = keys[~contains(exclude, keys)]
+    if top_up:
+        wanted = n_outcomes * degree // 2 if n_outcomes > 2 else 1
+        taken = keys if exclude is None else np.union1d(exclude, keys)
+        fill = sample_new_pairs(n_outcomes, wanted - keys.size, rng, exclude=taken)
+        keys = np.sort(np.concatenate([keys, pair_keys(fill[:, 0], fill[:, 1], n_outcomes)]))
     return keys_to_pairs(keys, n_outcomes)
 
 
@@ -340,14 +346,8 @@ def run_active_learning(n_outcomes: int, ask: AskFn, config: ActiveLearningConfi
         rng = _round_rng(config.seed, r)
         n_train = int((state.graph.split == TRAIN).sum())
         if r == 0:
-            pairs = initial_regular_graph(n_outcomes, config.initial_degree, rng, exclude=state.holdout_keys)
-            if config.top_up_initial:  # the reference tops up with random pool pairs to n * degree / 2
-                wanted = n_outcomes * config.initial_degree // 2 if n_outcomes > 2 else 1
-                taken = np.union1d(state.holdout_keys, pair_keys(pairs[:, 0], pairs[:, 1], n_outcomes))
-                fill = sample_new_pairs(n_outcomes, wanted - pairs.shape[0], rng, exclude=taken)
-                pairs = keys_to_pairs(np.sort(np.concatenate([pair_keys(pairs[:, 0], pairs[:, 1], n_outcomes),
-                                                              pair_keys(fill[:, 0], fill[:, 1], n_outcomes)])),
-                                      n_outcomes)
+            pairs = initial_regular_graph(n_outcomes, config.initial_degree, rng, exclude=state.holdout_keys,
+                                          top_up=config.top_up_initial)
             pairs = pairs[: max(budget, 0)]
         else:
             remaining = budget - n_train
