@@ -109,8 +109,7 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
     core_wall = min(core_walls)
     wall = min(ray_walls) if runtime == "ray" else core_wall
     hold = result.graph.select(HOLDOUT)
-    p_obs, _ = hold.probabilities(config.unparseable_policy)
-    bayes = accuracy(agent.true_probability(hold.a, hold.b), p_obs)
+    bayes, pearson, spearman = against_truth(agent, result, config)
     triads = measure_transitivity(n, ask, n_triads=1000, seed=seed, policy=config.unparseable_policy)
     true_p = [agent.true_probability(triads.triads[:, i], triads.triads[:, j]) for i, j in ((0, 1), (1, 2), (0, 2))]
     analytic = cycle_metrics(*true_p)["log10_cycle_probability"] if len(triads.triads) else None
@@ -134,8 +133,8 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         "average_confidence_random_pairs": uniform["average_confidence_random_pairs"],
         "mode": mode,
         "profile": profile,
-        "pearson_truth": float("nan"),
-        "spearman_truth": float("nan"),
+        "pearson_truth": pearson,
+        "spearman_truth": spearman,
         "peak_rss_mb": peak_rss_mb(),
         "agent": agent_kind,
         "seed": seed,
@@ -155,11 +154,19 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         out["ray_engine_s"] = engine_s[best]
         out["ray_walls_s"] = ray_walls
         out["core_walls_s"] = core_walls
-    truth = getattr(agent, "mean", None)
-    if truth is not None:
-        out["pearson_truth"] = float(pearsonr(result.fit.mean, truth)[0])
-        out["spearman_truth"] = float(spearmanr(result.fit.mean, truth)[0])
     return out
+
+
+def against_truth(agent, result, config: ActiveLearningConfig) -> tuple[float, float, float]:
+    """(Bayes accuracy: the agent's own probabilities scored on the same held-out replies, pearson and spearman of
+    the fit's means to the agent's; NaN for an agent without means)."""
+    hold = result.graph.select(HOLDOUT)
+    p_obs, _ = hold.probabilities(config.unparseable_policy)
+    bayes = accuracy(agent.true_probability(hold.a, hold.b), p_obs)
+    truth = getattr(agent, "mean", None)
+    if truth is None:
+        return bayes, float("nan"), float("nan")
+    return bayes, float(pearsonr(result.fit.mean, truth)[0]), float(spearmanr(result.fit.mean, truth)[0])
 
 
 SPREAD_KEYS = ("holdout_accuracy", "bayes_accuracy", "holdout_log_loss", "average_confidence",
@@ -242,15 +249,10 @@ def budget_curve(n: int, seeds: list[int], agent_kind: str, k: int, pairs_per_ro
                 ask = expected_counts(agent, k) if mode == "logprob" else agent
                 config = schedule(profile, seed, pairs_per_round, selection, share)
                 result = run_active_learning(n, ask, config)
-                hold = result.graph.select(HOLDOUT)
-                p_obs, _ = hold.probabilities(config.unparseable_policy)
-                bayes = accuracy(agent.true_probability(hold.a, hold.b), p_obs)
-                truth = getattr(agent, "mean", None)
+                bayes, pearson, _ = against_truth(agent, result, config)
                 runs.append({"queried_pairs": result.metrics["n_edges"],
                              "holdout_accuracy": result.metrics["holdout_accuracy"], "bayes_accuracy": bayes,
-                             "gap_to_bayes": result.metrics["holdout_accuracy"] - bayes,
-                             "pearson_truth": float(pearsonr(result.fit.mean, truth)[0]) if truth is not None
-                             else float("nan")})
+                             "gap_to_bayes": result.metrics["holdout_accuracy"] - bayes, "pearson_truth": pearson})
             row: dict = {"schedule": arm, "budget_share": share, "seeds": len(seeds)}
             for key in ("queried_pairs", "holdout_accuracy", "bayes_accuracy", "gap_to_bayes", "pearson_truth"):
                 values = np.array([r[key] for r in runs], float)
