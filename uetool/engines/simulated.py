@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.agents import ThurstonianAgent, make_agent
 from ..core.parsing import FIRST, REFUSAL, SECOND, UNPARSEABLE
-from .base import GenerationSettings, RequestBatch, ResultBatch, check_mode
+from .base import EngineError, GenerationSettings, RequestBatch, ResultBatch, check_mode
 from .replies import Replies
 
 __all__ = ["SimulatedEngine", "PromptReadingSimulatedEngine"]
@@ -49,22 +49,53 @@ class SimulatedEngine:
     shard_size = 1000
 
     def __init__(self, agent: str = "thurstonian", n_outcomes: int = 2, seed: int = 0, scale: float = 1.0,
-                 bias: float = 0.3, refusal_rate: float = 0.2) -> None:
+                 bias: float = 0.3, refusal_rate: float = 0.2, world: str | None = None,
+                 truth_mean: list[float] | None = None, truth_variance: list[float] | None = None,
+                 free_replies: list[str] | None = None, judge_replies: list[str] | None = None) -> None:
+        # `world` names an analysis and its simulated agent kind ("expected_utility:eu"; it reaches request keys
+        # through engine.kwargs); the runtime then gives the agent's truth over the analysis's options
+        # (`analyses.*.simulated_truth`): a Thurstonian agent over them, and the replies to its free prompts
         self.agent_kind = agent
         self._agents: dict[int, object] = {}
         self._params = {"n_outcomes": n_outcomes, "seed": seed, "scale": scale, "bias": bias,
                         "refusal_rate": refusal_rate}
+        self.world = world
+        self._truth = None
+        if truth_mean is not None:
+            if agent != "thurstonian" or truth_variance is None or len(truth_variance) != len(truth_mean):
+                raise ValueError("a simulated analysis agent is Thurstonian, with one variance per mean")
+            self._truth = (np.asarray(truth_mean, np.float64), np.asarray(truth_variance, np.float64))
+        self._replies = (list(free_replies or []), list(judge_replies or []))
         make_agent(agent, n_outcomes, k=1, seed=seed, scale=scale, bias=bias, refusal_rate=refusal_rate)  # validate
 
     def _agent(self, k: int):
         if k not in self._agents:
             p = self._params
-            self._agents[k] = make_agent(self.agent_kind, p["n_outcomes"], k=k, seed=p["seed"], scale=p["scale"],
-                                         bias=p["bias"], refusal_rate=p["refusal_rate"])
+            if self._truth is not None:
+                self._agents[k] = ThurstonianAgent(*self._truth, k, p["seed"])
+            else:
+                self._agents[k] = make_agent(self.agent_kind, p["n_outcomes"], k=k, seed=p["seed"],
+                                             scale=p["scale"], bias=p["bias"], refusal_rate=p["refusal_rate"])
         return self._agents[k]
+
+    def _free_text(self, batch: RequestBatch) -> ResultBatch:
+        """Free-form replies: request a's reply to its free prompt (b == 0) or its judge's verdict (b == 1)."""
+        texts = []
+        for a, b in zip(batch.a.tolist(), batch.b.tolist(), strict=True):
+            replies = self._replies[1 if b == 1 else 0]
+            if not 0 <= a < len(replies):
+                raise EngineError(f"the simulated engine answers free-form prompts of analyses only (item {a} of "
+                                  f"{len(replies)} known); give `world` and the replies")
+            texts.append([replies[a]])
+        n = len(batch)
+        nan = np.full(n, np.nan)
+        return ResultBatch(list(batch.keys), batch.a, batch.b, batch.order, Replies.from_lists(texts), nan,
+                           nan.copy(), nan.copy(), [None] * n)
 
     def generate(self, batch: RequestBatch, settings: GenerationSettings) -> ResultBatch:
         check_mode(self, settings)
+        if settings.mode == "generate":
+            return self._free_text(batch)
         return _answer(self._agent(settings.k), batch, np.arange(len(batch)), settings,
                        ResultBuilder(batch, settings)).result()
 

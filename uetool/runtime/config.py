@@ -35,7 +35,9 @@ __all__ = ["RunConfig", "TransitivityConfig", "TrendsConfig", "StoreConfig", "Mo
 MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
 RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
-                  "seed", "progress", "ray", "transitivity", "trends", "store")
+                  "seed", "progress", "ray", "transitivity", "trends", "store", "expected_utility",
+                  "expected_utility_implicit", "instrumentality", "maximization")
+ANALYSIS_SECTIONS = TOP_LEVEL_KEYS[-4:]  # each analysis's own settings (conf/experiment/<name>.yaml)
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 
@@ -279,6 +281,7 @@ class RunConfig:
     store: StoreConfig
     sweep: dict | None
     raw: dict  # the resolved config as given (saved with every result, secrets redacted)
+    analysis: Any = None  # the experiment's typed settings (`<experiment>` section) when it is an analysis
     outcomes: OutcomeSet = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     template: PromptTemplate = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
@@ -303,6 +306,11 @@ class RunConfig:
         # names that become directories: nothing from a config may reach outside results_root
         check_name(model.key, "`model.key`")
         check_name(str(experiment["name"]), "`experiment.name`")
+        analysis = None
+        if experiment["name"] != "compute_utilities":
+            from ..analyses import get_analysis
+
+            analysis = get_analysis(str(experiment["name"])).settings(cfg.get(str(experiment["name"])))
         if isinstance(cfg.get("sweep"), dict) and cfg["sweep"].get("name") is not None:
             check_name(str(cfg["sweep"]["name"]), "`sweep.name`")
         seed = cfg.get("seed", 0)
@@ -315,7 +323,8 @@ class RunConfig:
                   ray=_build(RayConfig, "ray", cfg.get("ray")),
                   transitivity=_build(TransitivityConfig, "transitivity", cfg.get("transitivity")),
                   trends=TrendsConfig.from_dict(cfg.get("trends")),
-                  store=_build(StoreConfig, "store", cfg.get("store")), sweep=cfg.get("sweep"), raw=cfg)
+                  store=_build(StoreConfig, "store", cfg.get("store")), sweep=cfg.get("sweep"), raw=cfg,
+                  analysis=analysis)
         # built here so that every invalid value fails now, not mid-job
         run.generation_settings  # noqa: B018
         run.active_learning  # noqa: B018
@@ -411,6 +420,8 @@ class RunConfig:
         payload = {"outcomes": outcomes, "model": [self.model.key, self.model.model_id, self.model.thinking_end],
                    "engine": self.answer_settings(), "elicitation": _answer_fields(self.elicitation), "fit": fit,
                    "seed": self.seed, "experiment": self.experiment}
+        if self.analysis is not None:
+            payload["analysis"] = asdict(self.analysis)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -55,8 +55,11 @@ class Elicitor:
     def __init__(self, outcomes: OutcomeSet, template: PromptTemplate, settings: GenerationSettings, *, pool,
                  store: ResponseStore, model_id: str, revision: str | None, engine_settings: dict,
                  system_message: str | None, parser_style: str = "uetool", thinking_end: str | None = None,
-                 max_attempts: int = 3, max_failure_rate: float = 0.05) -> None:
+                 max_attempts: int = 3, max_failure_rate: float = 0.05, index_offset: int = 0) -> None:
         self.outcomes, self.template, self.settings = outcomes, template, settings
+        # added to the (a, b) bookkeeping the engine sees: an analysis fits several option sets, and the simulated
+        # engine answers from indices into all of them (keys come from the descriptions, never from indices)
+        self.index_offset = int(index_offset)
         self.max_attempts, self.max_failure_rate = int(max_attempts), float(max_failure_rate)
         self.pool, self.store = pool, store
         self.system_message, self.parser_style = system_message, parser_style
@@ -78,12 +81,13 @@ class Elicitor:
         a, b = np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2)
         order = np.tile(np.array([ORIGINAL, FLIPPED], np.int8), len(pairs))
         keys = self._keys.keys(self._key_values, *_shown(a, b, order), order)
-        batch = RequestBatch(keys, [], a, b, order, tuple(self.template.labels), self.system_message)
+        off = self.index_offset
+        batch = RequestBatch(keys, [], a + off, b + off, order, tuple(self.template.labels), self.system_message)
         return self._render(batch) if render else batch
 
     def _render(self, batch: RequestBatch) -> RequestBatch:
         d, render = self.outcomes.descriptions, self.template.render
-        first, second = _shown(batch.a, batch.b, batch.order)
+        first, second = _shown(batch.a - self.index_offset, batch.b - self.index_offset, batch.order)
         batch.prompts = [render(d[x], d[y]) for x, y in zip(first.tolist(), second.tolist(), strict=True)]
         return batch
 

@@ -1,0 +1,138 @@
+"""What every analysis is: option sets to fit, free-form prompts to ask, a metric over the answers (pure; no Ray).
+
+An analysis turns its settings and the run's base outcomes into an `AnalysisPlan`: one or more `OptionSet`s (texts
+shown pairwise with a template and fitted by active learning, each set on its own) and, for analyses that need them,
+`FreePrompt`s (questions answered in free text). The runtime asks everything through the engine pool and the
+response store, then hands the fitted utilities and the replies back to `analyse`, which returns the headline
+metrics (`AnalysisResult.metrics`, with CIs) and a per-item table.
+
+For the simulated engine, `simulated_truth` gives the ground truth an agent of a named kind answers from: one
+utility mean and variance per option of every set (in plan order) and the reply to each free prompt. Indices of
+the concatenated sets are what the runtime sends the simulated engine, so it answers without reading prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..core.agents import ThurstonianAgent
+from ..core.outcomes import OutcomeSet
+from ..core.prompts import PromptTemplate
+
+__all__ = ["OptionSet", "FreePrompt", "AnalysisPlan", "AnalysisResult", "SimulatedTruth", "Analysis",
+           "base_truth"]
+
+
+@dataclass(frozen=True)
+class OptionSet:
+    """Options fitted jointly: `texts[i]` is option i; `categories[i]` says what kind of option it is."""
+
+    name: str  # unique within the plan; names the set's checkpoint and its rows in the result files
+    texts: tuple[str, ...]
+    categories: tuple[str, ...]
+    template: PromptTemplate | None  # None: the run's template (elicitation.template)
+
+    def __post_init__(self) -> None:
+        if len(self.texts) < 2:
+            raise ValueError(f"option set {self.name!r} needs at least 2 options, got {len(self.texts)}")
+        if len(set(self.texts)) != len(self.texts):
+            dup = next(t for t in self.texts if self.texts.count(t) > 1)
+            raise ValueError(f"option set {self.name!r} shows the option {dup!r} twice; options must be distinct")
+        if len(self.categories) != len(self.texts):
+            raise ValueError(f"option set {self.name!r}: {len(self.categories)} categories for {len(self.texts)} "
+                             "options")
+
+    def outcome_set(self) -> OutcomeSet:
+        ids = tuple(f"{self.name}:{i}" for i in range(len(self.texts)))
+        return OutcomeSet(ids, self.texts, self.categories, source=f"<{self.name}>")
+
+
+@dataclass(frozen=True)
+class FreePrompt:
+    """A question answered in free text (temperature 0, one sample); `item` says which item it belongs to."""
+
+    item: int
+    text: str
+
+
+@dataclass
+class AnalysisPlan:
+    experiment: str
+    option_sets: list[OptionSet]
+    free_prompts: list[FreePrompt] = field(default_factory=list)
+    items: Any = None  # the analysis's own item objects (lotteries, events, processes, questions)
+
+    def offsets(self) -> list[int]:
+        """Index of each set's first option among all options of the plan (set order)."""
+        sizes = [len(s.texts) for s in self.option_sets]
+        return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist() if sizes else []
+
+    @property
+    def n_options(self) -> int:
+        return sum(len(s.texts) for s in self.option_sets)
+
+
+@dataclass
+class AnalysisResult:
+    metrics: dict  # headline metrics (and their `<name>_ci`), json-safe
+    items: pd.DataFrame  # one row per item (lottery, event, option, question)
+
+
+@dataclass
+class SimulatedTruth:
+    """A simulated agent's ground truth for a plan: per option (plan order) a mean and a variance; per free prompt
+    its reply; per free prompt the reply its judge gives (the answer it meant, which a judge shown the right
+    candidates would name)."""
+
+    mean: np.ndarray
+    variance: np.ndarray
+    free_replies: list[str] = field(default_factory=list)
+    judge_replies: list[str] = field(default_factory=list)
+
+
+def base_truth(n: int, seed: int, scale: float) -> ThurstonianAgent:
+    """The benchmark's standard truth: mu ~ N(0, 1) * scale, sigma2 ~ U(0.05, 0.5) (the simulated engine's own)."""
+    return ThurstonianAgent.random_truth(n, k=1, seed=seed, scale=scale)
+
+
+class Analysis:
+    """One analysis: subclasses set `name`, `settings_class`, `agents` (simulated agent kinds, the first is the
+    default) and implement `plan`, `analyse` and `simulated_truth`."""
+
+    name: ClassVar[str]
+    settings_class: ClassVar[type]
+    agents: ClassVar[tuple[str, ...]]
+    headline: ClassVar[tuple[str, ...]]  # metric keys the report plots against capability (lower/higher better)
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
+    needs_outcomes: ClassVar[bool] = True  # whether the base outcome set enters the plan
+
+    def settings(self, values: dict | None):
+        values = dict(values or {})
+        known = set(self.settings_class.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown `{self.name}` keys {unknown}; known: {sorted(known)}")
+        settings = self.settings_class(**values)
+        agent = getattr(settings, "simulated_agent", None)
+        if agent is not None and agent not in self.agents:
+            raise ValueError(f"`{self.name}.simulated_agent` must be one of {self.agents}, got {agent!r}")
+        return settings
+
+    def plan(self, settings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
+        raise NotImplementedError
+
+    def analyse(self, plan: AnalysisPlan, utilities: list[np.ndarray], replies: list[str | None],
+                judged: list[str | None], seed: int) -> AnalysisResult:
+        raise NotImplementedError
+
+    def simulated_truth(self, plan: AnalysisPlan, settings, seed: int, scale: float) -> SimulatedTruth:
+        raise NotImplementedError
+
+    def judge_prompts(self, plan: AnalysisPlan, utilities: list[np.ndarray],
+                      replies: list[str | None]) -> list[str | None]:
+        """Per free prompt: the prompt a judge model is shown, or None where the reply needs no judge."""
+        return [None] * len(plan.free_prompts)

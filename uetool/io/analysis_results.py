@@ -1,0 +1,55 @@
+"""Result files of one analysis run (layout in README, "Results"), readable with pandas alone.
+
+    utilities.parquet  option_set, id, description, category, mean, variance (one row per option of every set)
+    edges.parquet      the preference graphs' edges, with their option_set
+    items.parquet      the analysis's per-item table (lotteries, events, options of processes, questions)
+    metrics.json       coherence of the fits, what was asked and reused, and the headline metrics
+    analysis.json      the headline metrics with their 95% CIs and the analysis settings
+    analysis.png       the analysis's picture
+    summary.txt, config.yaml, provenance.json
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .files import write_atomic
+from .results import json_safe
+
+__all__ = ["write_analysis_results", "read_analysis"]
+
+
+def _parquet(fs, path: str, frame: pd.DataFrame) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    write_atomic(fs, path, sink.getvalue().to_pybytes())
+
+
+def write_analysis_results(fs, out_dir: str, analysis, utilities: pd.DataFrame, edges: pd.DataFrame, metrics: dict,
+                           headline: dict, items: pd.DataFrame, config_yaml: str, provenance: dict) -> str:
+    """Write every file (items and analysis.json last but one: a reader that finds summary.txt finds all)."""
+    from ..reporting.analysis_plots import format_analysis_summary, write_analysis_plot
+
+    fs.create_dir(out_dir, recursive=True)
+    _parquet(fs, f"{out_dir}/utilities.parquet", utilities)
+    _parquet(fs, f"{out_dir}/edges.parquet", edges)
+    _parquet(fs, f"{out_dir}/items.parquet", items)
+    write_atomic(fs, f"{out_dir}/metrics.json", json.dumps(json_safe(metrics), indent=2).encode())
+    write_atomic(fs, f"{out_dir}/analysis.json", json.dumps(json_safe(headline), indent=2).encode())
+    write_atomic(fs, f"{out_dir}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())
+    write_atomic(fs, f"{out_dir}/config.yaml", config_yaml.encode())
+    write_analysis_plot(fs, out_dir, analysis.name, items, headline)
+    summary = format_analysis_summary(analysis, metrics, headline)
+    write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
+    return summary
+
+
+def read_analysis(out_dir: str) -> tuple[dict, pd.DataFrame]:
+    """(analysis.json, items.parquet) of a local results folder."""
+    with open(f"{out_dir}/analysis.json", encoding="utf-8") as f:
+        headline = json.load(f)
+    return headline, pd.read_parquet(f"{out_dir}/items.parquet")

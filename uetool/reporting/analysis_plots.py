@@ -1,0 +1,90 @@
+"""Per-run pictures and summaries of the analyses (one PNG each, written beside the result files)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from ..io.files import write_atomic
+
+__all__ = ["write_analysis_plot", "format_analysis_summary"]
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std() if x.std() > 0 else x * 0
+
+
+def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, headline: dict) -> str:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    model = headline.get("model")
+    if experiment in ("expected_utility", "expected_utility_implicit"):
+        eu, u = items["expected_utility"].to_numpy(), items["utility"].to_numpy()
+        ax.scatter(_z(eu), _z(u), s=16, alpha=0.75)
+        lim = [min(_z(eu).min(), _z(u).min()) - 0.2, max(_z(eu).max(), _z(u).max()) + 0.2]
+        ax.plot(lim, lim, color="grey", lw=0.8)
+        ax.set_xlabel("expected utility sum p U(o) (z-scored)")
+        ax.set_ylabel("fitted utility of the lottery (z-scored)")
+        ax.set_title(f"{model}: MAE {headline.get('mae_normalized', float('nan')):.3f}, order kept "
+                     f"{headline.get('order_preservation', float('nan')):.1%}")
+    elif experiment == "instrumentality":
+        losses = items.groupby(["process", "world"])["process_loss"].first().unstack("world")
+        losses = losses.sort_values(losses.columns[0])
+        y = np.arange(len(losses))
+        for i, world in enumerate(losses.columns):
+            ax.barh(y + 0.4 * i, losses[world], height=0.4, label=f"{world} (mean "
+                    f"{headline.get(f'score_{world}', float('nan')):.3f})")
+        ax.set_yticks(y + 0.2, losses.index, fontsize=6)
+        ax.set_xlabel("mean |Bellman error| (lower: more instrumental)")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{model}: instrumentality per process")
+    elif experiment == "maximization":
+        rates = [headline.get(f"top{k}_rate", float("nan")) for k in (1, 3, 5)]
+        cis = [headline.get(f"top{k}_rate_ci") or [r, r] for k, r in zip((1, 3, 5), rates, strict=True)]
+        err = np.array([[r - c[0], c[1] - r] for r, c in zip(rates, cis, strict=True)]).T
+        ax.bar(["top-1", "top-3", "top-5"], rates, yerr=err, capsize=4)
+        ax.axhline(headline.get("chance_top1", 0), color="grey", ls="--", lw=0.8, label="top-1 by chance")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("share of questions")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{model}: free answer among its top utilities")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path = f"{out_dir}/analysis.png"
+    write_atomic(fs, path, buf.getvalue())
+    return path
+
+
+def format_analysis_summary(analysis, metrics: dict, headline: dict) -> str:
+    lines = [f"experiment: {headline.get('experiment')}   model: {headline.get('model')}   engine: "
+             f"{metrics.get('engine')} ({metrics.get('mode')})", ""]
+    for key, value in headline.items():
+        if key in ("experiment", "model", "settings") or key.endswith("_ci") or isinstance(value, list | dict):
+            continue
+        line = f"  {key:<28}{value:.4f}" if isinstance(value, float) else f"  {key:<28}{value}"
+        ci = headline.get(f"{key}_ci")
+        if ci and all(isinstance(v, float) for v in ci):
+            line += f"  (95% CI {ci[0]:.4f} to {ci[1]:.4f})"
+        lines.append(line)
+    accuracy = metrics.get("holdout_accuracy")
+    accuracy = accuracy if accuracy is None else round(accuracy, 4)
+    lines += ["", f"  option sets {metrics.get('n_option_sets')}, options {metrics.get('n_options')}, edges "
+                  f"{metrics.get('n_edges')}, mean holdout accuracy {accuracy}",
+              f"  requests asked {metrics.get('asked_requests')}, served from the store "
+              f"{metrics.get('reused_requests')}, failed {metrics.get('failed_requests')}"]
+    if metrics.get("failure_examples"):
+        lines += ["  first errors:"] + [f"    {e}" for e in metrics["failure_examples"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,251 @@
+"""Run one analysis (experiment=expected_utility|expected_utility_implicit|instrumentality|maximization) for one model.
+
+The analysis (`uetool.analyses`) plans option sets and free prompts; here each option set is fitted by active
+learning through the engine pool (responses stored before use, a checkpoint per set so a killed run resumes), free
+prompts are asked at temperature 0, unmatched answers go to a judge (the model itself unless
+`maximization.judge_model` names another), and the analysis's metrics and per-item table are written with the
+base files into `<results_root>/<experiment>/<model>/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, replace
+
+import numpy as np
+import pandas as pd
+
+from ..analyses import get_analysis
+from ..analyses.base import AnalysisPlan
+from ..core.active import run_active_learning
+from ..core.maximization import JUDGE_SYSTEM_MESSAGE
+from ..engines.base import GenerationSettings
+from ..io.analysis_results import write_analysis_results
+from ..io.checkpoint import read_checkpoint, write_checkpoint
+from ..io.files import remove_temporary_files
+from ..io.layout import check_name
+from ..io.store import ResponseStore
+from .compute import _engine_device, _fit_function, open_pool, run_provenance
+from .config import RunConfig
+from .elicit import Elicitor
+from .free_text import FreeTextAsker
+
+__all__ = ["run_analysis", "analysis_plan"]
+
+
+def analysis_plan(run: RunConfig) -> AnalysisPlan:
+    analysis = get_analysis(run.experiment)
+    return analysis.plan(run.analysis, run.outcomes, run.seed)
+
+
+def _simulated_run(run: RunConfig, plan: AnalysisPlan) -> RunConfig:
+    """The run whose simulated engine answers from the analysis's ground truth (`simulated_truth`)."""
+    if run.engine.name != "simulated":
+        if run.engine.name == "simulated_text":
+            raise ValueError("analyses run simulated models on engine=simulated (their truth is per option); "
+                             "simulated_text measures wording effects on the base outcomes")
+        return run
+    simulated = dict(run.model.simulated or {})
+    if simulated.get("agent", run.engine.options.get("agent", "thurstonian")) != "thurstonian":
+        raise ValueError(f"model '{run.model.key}': analyses need a Thurstonian simulated agent (its truth is "
+                         f"derived per analysis), got agent={simulated.get('agent')!r}")
+    scale = float(simulated.get("scale", run.engine.options.get("scale", 1.0)))
+    analysis = get_analysis(run.experiment)
+    truth = analysis.simulated_truth(plan, run.analysis, run.seed, scale)
+    kwargs = {**run.engine.kwargs, "world": f"{run.experiment}:{run.analysis.simulated_agent}",
+              "n_outcomes": int(plan.n_options), "truth_mean": [float(x) for x in truth.mean],
+              "truth_variance": [float(x) for x in truth.variance], "free_replies": list(truth.free_replies),
+              "judge_replies": list(truth.judge_replies)}
+    return replace(run, engine=replace(run.engine, kwargs=kwargs))
+
+
+def run_analysis(cfg: dict | RunConfig, *, pool=None, pool_name: str | None = None,
+                 pool_namespace: str | None = None, conf_dir=None) -> dict:
+    """Run the analysis of the config's experiment for one model; returns {'out_dir', 'metrics', 'analysis',
+    'summary', 'timings', 'replacements', 'provenance'}. `conf_dir`: where a judge model's entry is read."""
+    started = time.perf_counter()
+    run = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
+    if run.analysis is None:
+        raise ValueError(f"experiment {run.experiment!r} is no analysis; compute_utilities runs it")
+    run.check_environment()
+    if run.generation_settings.mode == "generate":
+        raise ValueError("`elicitation.mode=generate` cannot elicit forced choices: use sample or logprob")
+    plan = analysis_plan(run)  # every item built (and every data file read) before any engine starts
+    fs = run.layout.filesystem[0]
+    fs.create_dir(f"{run.out_dir}/checkpoints", recursive=True)
+    store = ResponseStore(run.layout, run.model.key)
+    with store.hold(wait_s=run.store.lock_wait_s):
+        store.remove_temporary_files()
+        remove_temporary_files(fs, run.out_dir)
+        remove_temporary_files(fs, f"{run.out_dir}/checkpoints")
+        len(store)
+        return _run_locked(run, plan, store, started, pool=pool, pool_name=pool_name, pool_namespace=pool_namespace,
+                           conf_dir=conf_dir)
+
+
+def _set_fingerprint(fingerprint: str, name: str) -> str:
+    return hashlib.sha256(f"{fingerprint}\x1f{name}".encode()).hexdigest()[:16]
+
+
+def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, started: float, *, pool, pool_name,
+                pool_namespace, conf_dir) -> dict:
+    analysis = get_analysis(run.experiment)
+    fs, out_dir, fingerprint = run.layout.filesystem[0], run.out_dir, run.fingerprint()
+    asked_run = _simulated_run(run, plan)
+    own_pool, start_seconds, resources = pool is None, 0.0, None
+    fits, graphs, set_metrics, stats = [], [], [], []
+    replies: list = []
+    judged: list = []
+    free_stats = []
+    try:
+        if own_pool:
+            waited = time.perf_counter()
+            pool = open_pool(asked_run, name=pool_name, namespace=pool_namespace)
+            pool.pids()
+            start_seconds = time.perf_counter() - waited
+        resources = getattr(pool, "resources", None)
+        engine_arguments = getattr(pool, "engine_arguments", None) or asked_run.engine_arguments()
+        engine_settings = asked_run.answer_settings(engine_arguments)
+        for options, offset in zip(plan.option_sets, plan.offsets(), strict=True):
+            check_name(options.name, "option set name")
+            template = (options.template or run.template).with_labels(run.template.labels)
+            elicitor = Elicitor(options.outcome_set(), template, run.generation_settings, pool=pool, store=store,
+                                model_id=run.model.model_id, revision=run.model.revision,
+                                engine_settings=engine_settings, system_message=run.elicitation.system_message,
+                                parser_style=run.elicitation.parser, thinking_end=run.model.thinking_end,
+                                max_attempts=run.elicitation.max_attempts,
+                                max_failure_rate=run.elicitation.max_failure_rate, index_offset=offset)
+            path = f"{out_dir}/checkpoints/{options.name}.npz"
+            set_print = _set_fingerprint(fingerprint, options.name)
+            state = read_checkpoint(fs, path, set_print)
+            result = run_active_learning(len(options.texts), elicitor, run.active_learning, state=state,
+                                         on_round=lambda s, p=path, f=set_print: write_checkpoint(fs, p, f, s),
+                                         progress=run.progress and len(plan.option_sets) == 1,
+                                         fit_fn=_fit_function(run))
+            fits.append(result.fit)
+            graphs.append(result.graph)
+            set_metrics.append({"option_set": options.name, **result.metrics})
+            stats.append(elicitor.stats)
+        if plan.free_prompts:
+            settings = run.analysis
+            free = GenerationSettings(mode="generate", k=1, temperature=0.0, max_tokens=settings.max_tokens,
+                                      seed=run.seed)
+            asker = FreeTextAsker(pool=pool, store=store, settings=free, model_id=run.model.model_id,
+                                  revision=run.model.revision, engine_settings=engine_settings,
+                                  system_message=JUDGE_SYSTEM_MESSAGE, purpose="free_answer",
+                                  max_attempts=run.elicitation.max_attempts)
+            replies = asker([p.text for p in plan.free_prompts], [p.item for p in plan.free_prompts])
+            free_stats.append(asker.stats)
+            judge_texts = analysis.judge_prompts(plan, [f.mean for f in fits], replies)
+            judged = _judge(run, judge_texts, pool, store, engine_settings, conf_dir, free_stats)
+    finally:
+        replacements = getattr(pool, "replacements", 0)
+        try:
+            engine_counters = pool.engine_counters() if hasattr(pool, "engine_counters") else {}
+        except Exception:  # noqa: BLE001 - a dead replica must not hide the job's own error
+            engine_counters = {}
+        if own_pool and pool is not None:
+            pool.shutdown()
+    outcome = analysis.analyse(plan, [f.mean for f in fits], replies, judged, run.seed)
+    metrics = _run_metrics(run, set_metrics, stats, free_stats, engine_counters)
+    headline = {"experiment": run.experiment, "model": run.model.key, **outcome.metrics,
+                "settings": asdict(run.analysis)}
+    metrics.update({k: v for k, v in outcome.metrics.items() if not isinstance(v, list | dict)
+                    or k.endswith("_ci")})
+    utilities = _utilities_frame(plan, fits)
+    edges = pd.concat([g.to_frame(run.active_learning.unparseable_policy).assign(option_set=s.name)
+                       for g, s in zip(graphs, plan.option_sets, strict=True)], ignore_index=True)
+    prov = run_provenance(run, _engine_device(asked_run, resources) if resources is not None else None)
+    from .config import redacted_yaml
+
+    summary = write_analysis_results(fs, out_dir, analysis, utilities, edges, metrics, headline, outcome.items,
+                                     redacted_yaml(run.raw), prov)
+    total = time.perf_counter() - started
+    engine = sum(s.engine_seconds for s in stats)
+    timings = {"engine_start": start_seconds, "engine": engine, "total": total,
+               "overhead": max(0.0, total - start_seconds - engine)}
+    return {"out_dir": out_dir, "metrics": metrics, "analysis": headline, "summary": summary, "timings": timings,
+            "replacements": replacements, "provenance": prov}
+
+
+def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf_dir, free_stats) -> list:
+    """The judge's reply per free prompt (None where no judge was needed). The model judges itself unless
+    `maximization.judge_model` names another model, which then gets its own pool and store."""
+    todo = [i for i, text in enumerate(judge_texts) if text is not None]
+    judged: list = [None] * len(judge_texts)
+    if not todo:
+        return judged
+    settings = GenerationSettings(mode="generate", k=1, temperature=0.0,
+                                  max_tokens=run.analysis.judge_max_tokens, seed=run.seed)
+    judge_key = run.analysis.judge_model
+    if judge_key is None or judge_key == run.model.key:
+        asker = FreeTextAsker(pool=pool, store=store, settings=settings, model_id=run.model.model_id,
+                              revision=run.model.revision, engine_settings=engine_settings,
+                              system_message=JUDGE_SYSTEM_MESSAGE, purpose="judge",
+                              max_attempts=run.elicitation.max_attempts)
+        replies = asker([judge_texts[i] for i in todo], todo, role=1)
+    else:
+        judge_run = _judge_run(run, judge_key, conf_dir)
+        judge_store = ResponseStore(judge_run.layout, judge_run.model.key)
+        with judge_store.hold(wait_s=run.store.lock_wait_s), open_pool(judge_run) as judge_pool:
+            asker = FreeTextAsker(pool=judge_pool, store=judge_store, settings=settings,
+                                  model_id=judge_run.model.model_id, revision=judge_run.model.revision,
+                                  engine_settings=judge_run.answer_settings(judge_pool.engine_arguments),
+                                  system_message=JUDGE_SYSTEM_MESSAGE, purpose="judge",
+                                  max_attempts=run.elicitation.max_attempts)
+            replies = asker([judge_texts[i] for i in todo], todo, role=1)
+    free_stats.append(asker.stats)
+    for i, reply in zip(todo, replies, strict=True):
+        judged[i] = reply
+    return judged
+
+
+def _judge_run(run: RunConfig, key: str, conf_dir) -> RunConfig:
+    from .sweep_plan import load_model_entry
+
+    conf = conf_dir
+    if conf is None:
+        from pathlib import Path
+
+        conf = Path(__file__).resolve().parents[2] / "conf"
+    cfg = dict(run.raw)
+    cfg["model"] = load_model_entry(conf, key)
+    cfg["engine"] = {"name": cfg["model"].get("engine")}
+    cfg["experiment"] = {"name": "compute_utilities"}
+    cfg.pop(run.experiment, None)
+    return RunConfig.from_dict(cfg, outcomes=run.outcomes)
+
+
+def _utilities_frame(plan: AnalysisPlan, fits) -> pd.DataFrame:
+    frames = []
+    for options, fit in zip(plan.option_sets, fits, strict=True):
+        frames.append(pd.DataFrame({"option_set": options.name, "id": np.arange(len(options.texts)),
+                                    "description": list(options.texts), "category": list(options.categories),
+                                    "mean": fit.mean, "variance": fit.variance}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _run_metrics(run: RunConfig, set_metrics: list[dict], stats, free_stats, engine_counters: dict) -> dict:
+    """Coherence of the fits (each option set's own, and their mean) and what was asked, reused and failed."""
+    def mean_of(key: str) -> float:
+        values = [m.get(key) for m in set_metrics if m.get(key) is not None]
+        return float(np.mean(values)) if values else float("nan")
+
+    requests = sum(s.requests for s in stats)
+    failed = sum(s.failed_requests for s in stats)
+    return {"model": run.model.key, "experiment": run.experiment, "outcomes": run.outcomes_name,
+            "engine": run.engine.name, "mode": run.generation_settings.mode, "k": run.generation_settings.k,
+            "n_option_sets": len(set_metrics), "n_options": int(sum(m.get("n_outcomes", 0) for m in set_metrics)),
+            "n_edges": int(sum(m.get("n_edges", 0) for m in set_metrics)),
+            "holdout_accuracy": mean_of("holdout_accuracy"), "holdout_log_loss": mean_of("holdout_log_loss"),
+            "train_accuracy": mean_of("train_accuracy"), "unparseable_rate": mean_of("unparseable_rate"),
+            "refusal_rate": mean_of("refusal_rate"),
+            "asked_requests": sum(s.asked for s in stats) + sum(s.asked for s in free_stats),
+            "reused_requests": sum(s.reused for s in stats) + sum(s.reused for s in free_stats),
+            "failed_requests": failed + sum(s.failed for s in free_stats),
+            "given_up_requests": sum(s.given_up for s in stats),
+            "failed_request_rate": failed / requests if requests else float("nan"),
+            "failure_examples": [e for s in stats for e in s.errors][:5] + [e for s in free_stats for e in s.errors],
+            "engine_retries": int(engine_counters.get("retries", 0)), "seed": run.seed,
+            "option_sets": set_metrics}
