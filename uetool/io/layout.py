@@ -71,5 +71,12 @@ class ResultsLayout:
     def sweep_records_dir(self, sweep: str) -> str:
         return f"{self.sweep_dir(sweep)}/models"
 
+    def sweep_analysis_records_dir(self, sweep: str, experiment: str) -> str:
+        """Records of an analysis's runs in a sweep (one JSON per model), beside the compute_utilities ones."""
+        return f"{self.sweep_dir(sweep)}/analyses/{check_name(experiment, 'experiment name')}"
+
+    def sweep_analysis_record(self, sweep: str, experiment: str, model: str) -> str:
+        return f"{self.sweep_analysis_records_dir(sweep, experiment)}/{check_name(model, 'model key')}.json"
+
     def sweep_record(self, sweep: str, model: str) -> str:
         return f"{self.sweep_records_dir(sweep)}/{check_name(model, 'model key')}.json"

@@ -14,7 +14,7 @@ from ..core.trends import check_record
 from .files import file_exists
 from .layout import ResultsLayout
 
-__all__ = ["load_sweep", "sweep_dir"]
+__all__ = ["load_sweep", "sweep_dir", "load_analysis_records"]
 
 def sweep_dir(results_root: str, sweep_name: str) -> str:
     """`<results_root>/sweeps/<sweep_name>` as a path on the root's filesystem (local path or URI)."""
@@ -77,3 +77,30 @@ def load_sweep(results_root: str, sweep_name: str) -> tuple[list[dict], dict[str
     if duplicates:
         raise ValueError(f"{models_dir}: several record files name the same model {duplicates}")
     return sorted(records, key=lambda r: r["model"]), utilities
+
+
+def load_analysis_records(results_root: str, sweep_name: str) -> dict[str, list[dict]]:
+    """{experiment: records sorted by model} of the sweep's analysis runs (`sweeps/<sweep>/analyses/<experiment>/
+    <model>.json`); a finished record without its `analysis` headline takes analysis.json from its results."""
+    layout = ResultsLayout(str(results_root))
+    fs = layout.filesystem[0]
+    base = f"{layout.sweep_dir(sweep_name)}/analyses"
+    if fs.get_file_info(base).type != pafs.FileType.Directory:
+        return {}
+    out: dict[str, list[dict]] = {}
+    for info in sorted(fs.get_file_info(pafs.FileSelector(base)), key=lambda i: i.base_name):
+        if info.type != pafs.FileType.Directory:
+            continue
+        records = []
+        for entry in sorted(fs.get_file_info(pafs.FileSelector(info.path)), key=lambda i: i.base_name):
+            if entry.type != pafs.FileType.File or not entry.path.endswith(".json"):
+                continue
+            record = dict(check_record(_read_json(fs, entry.path), entry.path))
+            if record["status"] == "done" and not record.get("analysis") and record.get("results_dir"):
+                path = f"{layout.resolve(record['results_dir'])}/analysis.json"
+                if file_exists(fs, path):
+                    record["analysis"] = _read_json(fs, path)
+            records.append(record)
+        if records:
+            out[info.base_name] = records
+    return out

@@ -93,6 +93,7 @@ class SweepPage:
     utilities: list[tuple[str, str, pd.DataFrame, pd.DataFrame | None]]  # (model, caption, top, bottom)
     failures: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    analyses: list[tuple[str, str, str]] = field(default_factory=list)  # (section id, title, html): one per experiment
 
 
 def _figures(plots: list[tuple[str, str]]) -> str:
@@ -143,8 +144,8 @@ def render_page(page: SweepPage) -> str:
         convergence += _figures([(page.neighbour_plot, "utility spread among capability neighbours")])
     if not page.neighbours.empty:
         convergence += table_html(page.neighbours)
+    sections += [("convergence", "Utility convergence", convergence), *page.analyses]
     sections += [
-        ("convergence", "Utility convergence", convergence),
         ("models", "Models", table_html(page.models)),
         ("rates", "Refusal and position-bias rates", table_html(page.rates)),
         ("utilities", "Utilities per model (top and bottom outcomes)", _utility_tables(page.utilities)),

@@ -27,8 +27,9 @@ import pyarrow.parquet as pq
 from ..core.trends import HEADLINE_METRICS, metrics_table, trend_statistics, utility_convergence
 from ..io.files import write_atomic
 from ..io.layout import ResultsLayout
-from ..io.sweep_records import load_sweep
+from ..io.sweep_records import load_analysis_records, load_sweep
 from . import plots
+from .analysis_report import analysis_sections
 from .page import SweepPage, fmt_number, render_page
 
 __all__ = ["write_sweep_report", "build_report_files"]
@@ -127,7 +128,8 @@ def elicitation_modes(records: list[dict]) -> dict[str, list[str]]:
 
 
 def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], sweep_name: str, *, seed: int = 0,
-                       n_boot: int = 1000, mix_modes: bool = False) -> dict[str, bytes]:
+                       n_boot: int = 1000, mix_modes: bool = False,
+                       analysis_records: dict[str, list[dict]] | None = None) -> dict[str, bytes]:
     """Every report file as {file name: bytes}, computed from the loaded sweep (no I/O).
 
     Metrics measured in different elicitation modes (sample, logprob) are not comparable (a random agent reads 0.59
@@ -146,8 +148,11 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
                      "trends.mix_modes=true (jobs.report: mix_modes=true) to draw one trend across modes.")
     else:
         left_out = []
-    names = Counter(r.get("capability_name") for r in records if r.get("capability_name"))
+    every_record = records + [r for rs in (analysis_records or {}).values() for r in rs]
+    names = Counter(r.get("capability_name") for r in every_record if r.get("capability_name"))
     capability_name = names.most_common(1)[0][0] if names else "capability"
+    analysis_files, analysis_html = analysis_sections(analysis_records or {}, capability_name, n_boot=n_boot,
+                                                      seed=seed)
     cap = dict(zip(table["model"], table["capability"], strict=True))
     similarity, spread = utility_convergence({m: u for m, u in utilities.items() if m in cap}, cap)
     table = table.merge(spread[["model", "neighbour_std"]], on="model", how="left")
@@ -207,7 +212,8 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
         neighbours=spread,
         models=table[model_cols], rates=table.loc[done, ["model", "capability", *[c for c in _RATES if c in table]]],
         utilities=_utility_entries(records, utilities, table["model"].tolist()),
-        failures=failures, notes=notes)
+        failures=failures, notes=notes, analyses=analysis_html)
+    files.update(analysis_files)
     files["report.html"] = render_page(page).encode("utf-8")
     return files
 
@@ -218,8 +224,15 @@ def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int =
 
     Returns a `Path` for a local results root and the URI string for a remote one (s3://...).
     """
-    records, utilities = load_sweep(str(results_root), sweep_name)
-    files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot, mix_modes=mix_modes)
+    analysis_records = load_analysis_records(str(results_root), sweep_name)
+    try:
+        records, utilities = load_sweep(str(results_root), sweep_name)
+    except FileNotFoundError:
+        if not analysis_records:
+            raise
+        records, utilities = [], {}  # a sweep of analyses only
+    files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot, mix_modes=mix_modes,
+                               analysis_records=analysis_records)
     layout = ResultsLayout(str(results_root))
     fs, out_dir = layout.filesystem[0], layout.sweep_dir(sweep_name)
     html = files.pop("report.html")

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from ..core.trends import metrics_table, trend_statistics, utility_convergence
 from ..io.files import write_atomic
 from ..io.layout import ResultsLayout
-from ..io.sweep_records import load_sweep
+from ..io.sweep_records import load_analysis_records, load_sweep
 
 __all__ = ["ResultsActor"]
 
@@ -38,7 +38,10 @@ class ResultsActor:
             records, self.utilities = load_sweep(self.results_root, sweep)
             self.records = {r["model"]: r for r in records}
         except FileNotFoundError:
-            pass  # a new sweep
+            pass  # a new sweep (or one that runs analyses only)
+        # (experiment, model) -> record of an analysis run
+        found = load_analysis_records(self.results_root, sweep)
+        self.analyses: dict[tuple[str, str], dict] = {(e, r["model"]): r for e, rs in found.items() for r in rs}
 
     def record(self, record: dict) -> int:
         """Persist one model's record (replacing an earlier one) and take its utilities; returns #records."""
@@ -53,6 +56,22 @@ class ResultsActor:
                 with self._fs.open_input_file(path) as f:
                     self.utilities[model] = pq.read_table(f).to_pandas()
         return len(self.records)
+
+    def record_analysis(self, record: dict) -> int:
+        """Persist one analysis run's record (replacing an earlier one); returns #analysis records."""
+        path = self._layout.sweep_analysis_record(self.sweep, record["experiment"], record["model"])
+        data = json.dumps(record, indent=1, sort_keys=True, default=_json_default).encode()
+        self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        write_atomic(self._fs, path, data)
+        self.analyses[(record["experiment"], record["model"])] = json.loads(data)
+        return len(self.analyses)
+
+    def finished_analyses(self) -> dict[str, str]:
+        """"<experiment>/<model>" -> config fingerprint, for analysis runs that finished."""
+        return {f"{e}/{m}": str(r.get("fingerprint")) for (e, m), r in self.analyses.items() if r["status"] == "done"}
+
+    def analysis_records(self) -> list[dict]:
+        return [self.analyses[k] for k in sorted(self.analyses)]
 
     def finished(self) -> dict[str, str]:
         """model -> config fingerprint, for models that finished and whose utilities exist."""

@@ -44,7 +44,8 @@ def _now() -> str:
 
 
 def _base_record(plan: ModelPlan, sweep: str) -> dict:
-    return {"model": plan.key, "sweep": sweep, "capability": plan.capability, "capability_name": "mmlu",
+    return {"model": plan.key, "sweep": sweep, "experiment": plan.experiment, "capability": plan.capability,
+            "capability_name": "mmlu",
             "capability_note": plan.config["model"].get("capability_note"), "engine": plan.engine,
             "replicas": plan.replicas, "tensor_parallel_size": plan.tensor_parallel_size,
             "fingerprint": plan.fingerprint,
@@ -61,17 +62,29 @@ def _failed_record(plan: ModelPlan, sweep: str, error: str, seconds: dict | None
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _run_model(plan: ModelPlan, sweep: str) -> dict:
-    """One model end to end; any failure becomes a 'failed' record instead of an exception."""
+def _run_model(plan: ModelPlan, sweep: str, after: list | None = None, conf_dir: str | None = None) -> dict:
+    """One experiment of one model end to end; any failure becomes a 'failed' record instead of an exception.
+
+    `after`: the model's earlier experiments (object refs inside a list, so Ray does not resolve them): one model's
+    experiments run one after the other (they share its response store), different models side by side."""
+    if after:
+        ray.wait(after, num_returns=len(after))  # waits without raising: a crashed predecessor is its own record
     started = time.perf_counter()
     try:
-        out = compute_utilities(plan.run, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
+        if plan.run.analysis is None:
+            out = compute_utilities(plan.run, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
+        else:
+            from .analysis import run_analysis
+
+            out = run_analysis(plan.run, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE,
+                               conf_dir=conf_dir)
     except Exception as error:  # noqa: BLE001 - one model's failure must not end the sweep
         return _failed_record(plan, sweep, f"{type(error).__name__}: {error}",
                               {"total": time.perf_counter() - started}, traceback=traceback.format_exc()[-4000:])
+    extra = {"analysis": out["analysis"]} if "analysis" in out else {}
     return _base_record(plan, sweep) | {"status": "done", "metrics": out["metrics"], "error": None,
                                         "seconds": out["timings"], "engine_replacements": out["replacements"],
-                                        "provenance": out["provenance"], "finished_at": _now()}
+                                        "provenance": out["provenance"], "finished_at": _now(), **extra}
 
 
 def _results_actor(cfg: dict, sweep: str):
@@ -106,10 +119,15 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
     for plan in plans:  # what a crashed earlier run of this sweep left reserved
         release_placement_groups(engine_pool_name(sweep, plan.key) + "/")
     finished = ray.get(actor.finished.remote())
-    skipped = [p.key for p in plans if finished.get(p.key) == p.fingerprint]
-    todo = [p for p in plans if p.key not in skipped]
-    pending = {_run_model.remote(plan, sweep): plan for plan in todo}
-    bar = progress_bar(bool(cfg.get("progress", True)), total=len(plans), desc=f"sweep {sweep}", unit="model",
+    finished.update(ray.get(actor.finished_analyses.remote()))
+    skipped = [_job_name(p) for p in plans if finished.get(_finished_key(p)) == p.fingerprint]
+    todo = [p for p in plans if _job_name(p) not in skipped]
+    pending, last = {}, {}
+    for plan in todo:  # a model's experiments in sweep.experiments order, one after the other
+        ref = _run_model.remote(plan, sweep, [last[plan.key]] if plan.key in last else None, str(conf_dir))
+        last[plan.key] = ref
+        pending[ref] = plan
+    bar = progress_bar(bool(cfg.get("progress", True)), total=len(plans), desc=f"sweep {sweep}", unit="run",
                        initial=len(skipped))
     try:
         while pending:
@@ -122,7 +140,7 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
                 release_placement_groups(engine_pool_name(sweep, plan.key) + "/")
                 record = _failed_record(plan, sweep,
                                         f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}", None)
-            ray.get(actor.record.remote(record))
+            ray.get((actor.record if plan.run.analysis is None else actor.record_analysis).remote(record))
             if on_record is not None:
                 on_record(record)
             bar.update(1)
@@ -130,5 +148,14 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
         bar.close()
     report = ray.get(actor.write_report.remote())
     records = ray.get(actor.all_records.remote())
+    analyses = ray.get(actor.analysis_records.remote())
     ray.kill(actor, no_restart=True)  # everything it held is on disk
-    return {"sweep": sweep, "records": records, "report": report, "skipped": skipped}
+    return {"sweep": sweep, "records": records, "analysis_records": analyses, "report": report, "skipped": skipped}
+
+
+def _job_name(plan: ModelPlan) -> str:
+    """How a sweep names one run: the model key (compute_utilities) or "<experiment>/<model>"."""
+    return plan.key if plan.run.analysis is None else f"{plan.experiment}/{plan.key}"
+
+
+_finished_key = _job_name  # the results actor's finished() and finished_analyses() use the same names
