@@ -55,7 +55,8 @@ def make_sweep(root: Path, name: str = "demo", n_done: int = 6, n_failed: int = 
             mean = truth + rng.normal(0, noise, n_outcomes)
             frame = pd.DataFrame({"id": [f"o{j}" for j in range(n_outcomes)],
                                   "description": [f"Outcome number {j} <b>" for j in range(n_outcomes)],
-                                  "category": ["cat"] * n_outcomes, "mean": (mean - mean.mean()) / mean.std(),
+                                  "category": [f"cat{j % 3}" for j in range(n_outcomes)],
+                                  "mean": (mean - mean.mean()) / mean.std(),
                                   "variance": 0.1, "ci_low": np.nan, "ci_high": np.nan})
             frame.to_parquet(out / "utilities.parquet")
             metrics = _metrics(capability, rng)
@@ -174,6 +175,32 @@ def test_neighbour_std_uses_nearest_models_in_capability():
     assert np.isnan(spread.set_index("model").loc["m6", "neighbour_std"])
 
 
+def test_mean_similarity_is_each_models_mean_over_the_others():
+    ids = [f"o{i}" for i in range(10)]
+    v = np.random.default_rng(2).normal(size=10)
+    sim, spread = utility_convergence({"a": _utils(ids, v), "b": _utils(ids, v), "c": _utils(ids, -v)},
+                                      {"a": 1.0, "b": 2.0, "c": 3.0})
+    got = spread.set_index("model")["mean_similarity"]
+    assert got["a"] == pytest.approx(0.0) and got["b"] == pytest.approx(0.0) and got["c"] == pytest.approx(-1.0)
+
+
+def test_category_view_means_and_held_out_accuracy_per_category():
+    from uetool.core.trends import category_view
+
+    utilities = pd.DataFrame({"mean": [2.0, 1.0, -1.0, -2.0], "variance": 0.1,
+                              "category": ["good", "good", "bad", ""]})
+    # held-out edges: (0, 2) observed as the fit says; (1, 3) against it; (0, 1) as the fit says
+    edges = pd.DataFrame({"a": [0, 1, 0, 2], "b": [2, 3, 1, 3], "p_a": [0.9, 0.2, 0.7, 0.9],
+                          "split": ["holdout", "holdout", "holdout", "train"]})
+    view = category_view(utilities, edges).set_index("category")
+    z = (utilities["mean"] - utilities["mean"].mean()) / utilities["mean"].std(ddof=0)
+    assert view.index.tolist() == ["good", "bad", "uncategorised"]  # by mean utility
+    assert view.loc["good", "mean_utility"] == pytest.approx(z[:2].mean()) and view.loc["good", "n_outcomes"] == 2
+    assert view.loc["good", "holdout_accuracy"] == pytest.approx(2 / 3) and view.loc["good", "n_holdout_edges"] == 3
+    assert view.loc["bad", "holdout_accuracy"] == 1.0 and view.loc["uncategorised", "holdout_accuracy"] == 0.0
+    assert np.isnan(category_view(utilities).loc[0, "holdout_accuracy"])  # no edges: coherence unknown
+
+
 def test_convergence_too_little_data_is_empty_not_an_error():
     sim, spread = utility_convergence({"a": _utils(["x", "y"], [0, 1])}, {"a": 1.0})
     assert sim.empty and spread.empty and ">= 2 models" in sim.attrs["reason"]
@@ -272,8 +299,11 @@ def test_report_writes_every_file_and_escapes_failures(tmp_path):
     assert EVIL in "".join(page.text)  # shown verbatim to the reader
     assert "Outcome number 0 <b>" in "".join(page.text) and "<b>" not in html.replace("<body>", "")
     for section in ("Summary", "Trends against capability", "Utility convergence", "Refusal and position-bias rates",
-                    "Failures"):
+                    "Failures", "Utilities and coherence per outcome category"):
         assert f">{section}</h2>" in html
+    assert "mean_similarity.png" in page.images and "categories.png" in page.images
+    categories = pd.read_csv(out / "categories.csv")
+    assert len(categories) == 6 * 3 and set(categories["category"]) == {"cat0", "cat1", "cat2"}
 
 
 def test_report_for_one_model_and_for_all_failed(tmp_path):

@@ -35,6 +35,7 @@ LOTTERY_TEMPLATE = PromptTemplate(
 class ExpectedUtilitySettings:
     n_lotteries: int = 100  # the paper's 100
     max_size: int = 3  # outcomes per lottery: 2..max_size, split evenly
+    max_outcomes: int | None = None  # the run's first N outcomes only (reduced runs)
     simulated_agent: str = "eu"  # simulated engines only: eu | max_outcome
 
     def __post_init__(self) -> None:
@@ -42,6 +43,9 @@ class ExpectedUtilitySettings:
             raise ValueError(f"`expected_utility.n_lotteries` must be an integer >= 2, got {self.n_lotteries!r}")
         if not isinstance(self.max_size, int) or self.max_size < 2:
             raise ValueError(f"`expected_utility.max_size` must be an integer >= 2, got {self.max_size!r}")
+        if self.max_outcomes is not None and (not isinstance(self.max_outcomes, int) or self.max_outcomes < 2):
+            raise ValueError(f"`expected_utility.max_outcomes` must be an integer >= 2 or null, got "
+                             f"{self.max_outcomes!r}")
 
 
 def _z(x: np.ndarray) -> np.ndarray:
@@ -56,6 +60,8 @@ class ExpectedUtility(Analysis):
     lower_is_better = ("mae_normalized",)
 
     def plan(self, settings: ExpectedUtilitySettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
+        if settings.max_outcomes is not None:
+            outcomes = outcomes.subset(range(min(settings.max_outcomes, len(outcomes))))
         n = len(outcomes)
         lotteries = generate_lotteries(n, settings.n_lotteries, settings.max_size, seed=seed)
         texts = list(outcomes.descriptions) + [describe_lottery(lot, outcomes.descriptions) for lot in lotteries]

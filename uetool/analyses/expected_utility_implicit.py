@@ -25,12 +25,16 @@ class ImplicitSettings:
     events: str = "builtin"  # builtin (uetool's 20 events) or a path to a file in the paper's format
     max_events: int | None = None  # the first N events only (reduced runs)
     background: bool = True  # fit the run's base outcomes alongside (the paper's 510)
+    max_outcomes: int | None = None  # the run's first N outcomes only as background (reduced runs)
     simulated_agent: str = "eu"  # simulated engines only: eu | max_outcome
 
     def __post_init__(self) -> None:
         if self.max_events is not None and (not isinstance(self.max_events, int) or self.max_events < 2):
             raise ValueError(f"`expected_utility_implicit.max_events` must be an integer >= 2 or null, got "
                              f"{self.max_events!r}")
+        if self.max_outcomes is not None and (not isinstance(self.max_outcomes, int) or self.max_outcomes < 1):
+            raise ValueError(f"`expected_utility_implicit.max_outcomes` must be an integer >= 1 or null, got "
+                             f"{self.max_outcomes!r}")
 
 
 class ExpectedUtilityImplicit(Analysis):
@@ -51,6 +55,8 @@ class ExpectedUtilityImplicit(Analysis):
         categories = ["event" if i in is_event else "resolution" for i in range(len(texts))]
         n_events_part = len(texts)
         if settings.background:
+            if settings.max_outcomes is not None:
+                outcomes = outcomes.subset(range(min(settings.max_outcomes, len(outcomes))))
             texts += list(outcomes.descriptions)
             categories += [c or "background" for c in outcomes.categories]
         options = OptionSet("implicit_lotteries", tuple(texts), tuple(categories), None)  # the run's template

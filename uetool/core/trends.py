@@ -16,9 +16,11 @@ import numbers
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 from scipy.stats import rankdata
 
 __all__ = ["HEADLINE_METRICS", "TREND_METRICS", "metrics_table", "trend_statistics", "utility_convergence",
+           "category_view",
            "check_record"]
 
 HEADLINE_METRICS = ("holdout_accuracy", "average_confidence", "log10_cycle_probability", "hard_cycle_rate",
@@ -173,7 +175,8 @@ def trend_statistics(table: pd.DataFrame, metrics: tuple[str, ...] | list[str] |
 
 def _empty_convergence(reason: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     similarity = pd.DataFrame(dtype=float)
-    spread = pd.DataFrame(columns=["model", "capability", "neighbour_std", "n_neighbours", "neighbours"])
+    spread = pd.DataFrame(columns=["model", "capability", "neighbour_std", "mean_similarity", "n_neighbours",
+                                   "neighbours"])
     for frame in (similarity, spread):
         frame.attrs["reason"] = reason
     return similarity, spread
@@ -189,7 +192,8 @@ def utility_convergence(utilities: dict[str, pd.DataFrame], capability: dict[str
       similarity: models x models cosine similarity, models ordered by capability (unknown capability last);
       neighbour_std: per model, the element-wise std (over the model and its `n_neighbours` nearest models in
         capability) of the standardised utilities, averaged over outcomes; models without a capability get NaN
-        and are nobody's neighbour.
+        and are nobody's neighbour; and `mean_similarity`, the model's mean similarity to every other model
+        (EXPERIMENTS.md s.15: plotted against capability, it rises when utilities converge with scale).
     With fewer than 2 models or 2 shared outcomes both frames are empty and `frame.attrs["reason"]` says why.
     """
     if n_neighbours < 1:
@@ -229,7 +233,10 @@ def utility_convergence(utilities: dict[str, pd.DataFrame], capability: dict[str
     known = np.flatnonzero(np.isfinite(caps))
     rows = []
     for i, model in enumerate(order):
-        row = {"model": model, "capability": caps[i], "neighbour_std": math.nan, "n_neighbours": 0, "neighbours": ""}
+        others_sim = np.delete(sim[i], i)
+        mean_sim = float(np.nanmean(others_sim)) if np.isfinite(others_sim).any() else math.nan
+        row = {"model": model, "capability": caps[i], "neighbour_std": math.nan, "mean_similarity": mean_sim,
+               "n_neighbours": 0, "neighbours": ""}
         if np.isfinite(caps[i]) and len(known) > 1:
             others = known[known != i]
             # Stable sort: equal distances resolve to the lower-capability model first.
@@ -238,6 +245,40 @@ def utility_convergence(utilities: dict[str, pd.DataFrame], capability: dict[str
             row.update(neighbour_std=float(np.nanmean(group.std(axis=0))) if np.isfinite(group).any() else math.nan,
                        n_neighbours=len(nearest), neighbours=", ".join(order[j] for j in nearest))
         rows.append(row)
-    spread = pd.DataFrame(rows, columns=["model", "capability", "neighbour_std", "n_neighbours", "neighbours"])
+    spread = pd.DataFrame(rows, columns=["model", "capability", "neighbour_std", "mean_similarity", "n_neighbours",
+                                         "neighbours"])
     spread.attrs["n_shared_outcomes"] = len(shared)
     return similarity, spread
+
+
+def category_view(utilities: pd.DataFrame, edges: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per outcome category of one model: n outcomes, the mean and spread of its standardised utilities, and the
+    coherence of its preferences there (EXPERIMENTS.md s.15).
+
+    `holdout_accuracy` is the fit's accuracy on the held-out edges with an outcome in the category (the fit's
+    P(a over b) >= 0.5 against the observed share >= 0.5), `n_holdout_edges` how many there were: NaN where
+    `edges` is not given or none touches the category. Outcomes without a category are "uncategorised".
+    """
+    if not {"mean", "category"} <= set(utilities.columns):
+        raise ValueError(f"utilities need 'mean' and 'category'; found {list(utilities.columns)}")
+    mean = utilities["mean"].to_numpy(float)
+    z = (mean - mean.mean()) / mean.std() if mean.std() > 0 else np.zeros_like(mean)
+    category = utilities["category"].fillna("").replace("", "uncategorised").to_numpy(str)
+    frame = pd.DataFrame({"category": category, "z": z})
+    out = frame.groupby("category", sort=True)["z"].agg(n_outcomes="size", mean_utility="mean",
+                                                      std_utility="std").reset_index()
+    out["holdout_accuracy"], out["n_holdout_edges"] = math.nan, 0
+    if edges is not None and {"a", "b", "p_a", "split"} <= set(edges.columns) and "variance" in utilities:
+        held = edges[edges["split"] == "holdout"]
+        a, b = held["a"].to_numpy(int), held["b"].to_numpy(int)
+        var = utilities["variance"].to_numpy(float)
+        p_fit = ndtr((mean[a] - mean[b]) / np.sqrt(var[a] + var[b]))
+        observed = held["p_a"].to_numpy(float)
+        valid = np.isfinite(observed)
+        correct = (p_fit >= 0.5) == (observed >= 0.5)
+        for i, name in enumerate(out["category"]):
+            touches = valid & ((category[a] == name) | (category[b] == name))
+            if touches.any():
+                out.loc[i, "holdout_accuracy"] = float(correct[touches].mean())
+                out.loc[i, "n_holdout_edges"] = int(touches.sum())
+    return out.sort_values("mean_utility", ascending=False).reset_index(drop=True)

@@ -14,7 +14,7 @@ from ..core.trends import check_record
 from .files import file_exists
 from .layout import ResultsLayout
 
-__all__ = ["load_sweep", "sweep_dir", "load_analysis_records"]
+__all__ = ["load_sweep", "sweep_dir", "load_analysis_records", "load_edges"]
 
 def sweep_dir(results_root: str, sweep_name: str) -> str:
     """`<results_root>/sweeps/<sweep_name>` as a path on the root's filesystem (local path or URI)."""
@@ -103,4 +103,19 @@ def load_analysis_records(results_root: str, sweep_name: str) -> dict[str, list[
             records.append(record)
         if records:
             out[info.base_name] = records
+    return out
+
+
+def load_edges(results_root: str, records: list[dict]) -> dict[str, pd.DataFrame]:
+    """Each finished model's edges.parquet (for the per-category coherence); models without one are left out."""
+    layout = ResultsLayout(str(results_root))
+    fs = layout.filesystem[0]
+    out = {}
+    for record in records:
+        if record.get("status") != "done" or not record.get("results_dir"):
+            continue
+        path = f"{layout.resolve(record['results_dir'])}/edges.parquet"
+        if file_exists(fs, path):
+            with fs.open_input_file(path) as f:
+                out[record["model"]] = pq.read_table(f, columns=["a", "b", "p_a", "split"]).to_pandas()
     return out

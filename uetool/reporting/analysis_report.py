@@ -9,11 +9,11 @@ from html import escape
 import pandas as pd
 
 from ..analyses import ANALYSES
-from ..core.trends import trend_statistics
+from ..core.trends import category_view, trend_statistics
 from . import plots
 from .page import fmt_number, table_html
 
-__all__ = ["analysis_table", "analysis_sections"]
+__all__ = ["analysis_table", "analysis_sections", "category_section"]
 
 TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "expected_utility_implicit": "Expected utility (implicit lotteries)",
@@ -88,3 +88,31 @@ def analysis_sections(by_experiment: dict[str, list[dict]], capability_name: str
                                      for m, e in zip(failed["model"], failed["error"], strict=True)) + "</ul>"
         sections.append((f"analysis-{experiment}", TITLES.get(experiment, experiment), html))
     return files, sections
+
+
+def category_section(records: list[dict], utilities: dict[str, pd.DataFrame], edges: dict[str, pd.DataFrame],
+                     order: list[str]) -> tuple[dict[str, bytes], str]:
+    """The per-category view of the compute_utilities runs (EXPERIMENTS.md s.15): per model and outcome category
+    the mean standardised utility and the held-out accuracy on edges touching the category; ({}, "") when no
+    model's outcomes have two or more categories."""
+    frames = []
+    for model in [m for m in order if m in utilities]:
+        frame = utilities[model]
+        if "category" not in frame or frame["category"].fillna("").replace("", None).nunique() < 2:
+            continue
+        view = category_view(frame, edges.get(model))
+        view.insert(0, "model", model)
+        frames.append(view)
+    if not frames:
+        return {}, ""
+    long = pd.concat(frames, ignore_index=True)
+    means = long.pivot(index="category", columns="model", values="mean_utility")
+    means = means.loc[means.mean(axis=1).sort_values(ascending=False).index, [m for m in order if m in means]]
+    accuracy = long.pivot(index="category", columns="model", values="holdout_accuracy").reindex_like(means)
+    files = {"categories.csv": long.to_csv(index=False).encode(),
+             "categories.png": plots.category_heatmap(means)}
+    html = ('<figure class="wide"><img src="categories.png" alt="mean utility per category"><figcaption>mean '
+            "standardised utility per outcome category (rows: categories by their mean over models)</figcaption>"
+            "</figure><h3>Mean standardised utility</h3>" + table_html(means.reset_index())
+            + "<h3>Held-out accuracy on edges touching the category</h3>" + table_html(accuracy.reset_index()))
+    return files, html

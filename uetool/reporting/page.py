@@ -94,6 +94,8 @@ class SweepPage:
     failures: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     analyses: list[tuple[str, str, str]] = field(default_factory=list)  # (section id, title, html): one per experiment
+    similarity_plot: str | None = None  # each model's mean similarity to the others against capability
+    categories: str = ""  # the per-category view (html), empty when no model's outcomes have categories
 
 
 def _figures(plots: list[tuple[str, str]]) -> str:
@@ -140,11 +142,18 @@ def render_page(page: SweepPage) -> str:
         convergence += (f'<figure class="wide"><img src="{escape(page.heatmap)}" alt="utility similarity heatmap">'
                         "<figcaption>cosine similarity of standardised utility vectors over shared outcomes"
                         "</figcaption></figure>")
-    if page.neighbour_plot:
-        convergence += _figures([(page.neighbour_plot, "utility spread among capability neighbours")])
+    convergence_plots = [(page.neighbour_plot, "utility spread among capability neighbours")] if page.neighbour_plot \
+        else []
+    if page.similarity_plot:
+        convergence_plots.append((page.similarity_plot, "each model's mean similarity to the other models"))
+    if convergence_plots:
+        convergence += _figures(convergence_plots)
     if not page.neighbours.empty:
         convergence += table_html(page.neighbours)
-    sections += [("convergence", "Utility convergence", convergence), *page.analyses]
+    sections.append(("convergence", "Utility convergence", convergence))
+    if page.categories:
+        sections.append(("categories", "Utilities and coherence per outcome category", page.categories))
+    sections += page.analyses
     sections += [
         ("models", "Models", table_html(page.models)),
         ("rates", "Refusal and position-bias rates", table_html(page.rates)),

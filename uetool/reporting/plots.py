@@ -124,3 +124,17 @@ def neighbour_std_plot(spread: pd.DataFrame, trend: pd.Series | dict | None, cap
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _png(fig)
+
+
+def category_heatmap(means: pd.DataFrame) -> bytes:
+    """Mean standardised utility per category (rows) and model (columns, by capability)."""
+    fig = Figure(figsize=(max(6.0, 0.9 * means.shape[1] + 4.5), max(3.5, 0.28 * means.shape[0] + 1.5)))
+    ax = fig.subplots()
+    values = means.to_numpy(float)
+    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(means.shape[1]), means.columns, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(means.shape[0]), means.index, fontsize=7)
+    fig.colorbar(image, ax=ax, label="mean standardised utility")
+    fig.tight_layout()
+    return _png(fig)

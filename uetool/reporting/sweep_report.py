@@ -5,8 +5,12 @@ always finds its images):
     metrics_by_model.csv / .parquet   one row per model (trends.metrics_table + neighbour_std)
     trends.csv                        every metric against capability (trends.trend_statistics)
     convergence.csv                   models x models cosine similarity of standardised utilities
-    neighbour_std.csv                 per model: utility spread among it and its 4 nearest neighbours in capability
-    trend_<metric>.png, convergence_heatmap.png, neighbour_std.png
+    neighbour_std.csv                 per model: utility spread among it and its 4 nearest neighbours in capability,
+                                      and its mean similarity to every other model
+    categories.csv                    per model and outcome category: mean standardised utility, held-out accuracy
+    analysis_<experiment>.csv         per analysis: headline metrics per model
+    trend_<metric>.png, convergence_heatmap.png, neighbour_std.png, mean_similarity.png, categories.png,
+    analysis_<experiment>_<metric>.png
     report.html
 """
 
@@ -27,9 +31,9 @@ import pyarrow.parquet as pq
 from ..core.trends import HEADLINE_METRICS, metrics_table, trend_statistics, utility_convergence
 from ..io.files import write_atomic
 from ..io.layout import ResultsLayout
-from ..io.sweep_records import load_analysis_records, load_sweep
+from ..io.sweep_records import load_analysis_records, load_edges, load_sweep
 from . import plots
-from .analysis_report import analysis_sections
+from .analysis_report import analysis_sections, category_section
 from .page import SweepPage, fmt_number, render_page
 
 __all__ = ["write_sweep_report", "build_report_files"]
@@ -129,7 +133,8 @@ def elicitation_modes(records: list[dict]) -> dict[str, list[str]]:
 
 def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], sweep_name: str, *, seed: int = 0,
                        n_boot: int = 1000, mix_modes: bool = False,
-                       analysis_records: dict[str, list[dict]] | None = None) -> dict[str, bytes]:
+                       analysis_records: dict[str, list[dict]] | None = None,
+                       edges: dict[str, pd.DataFrame] | None = None) -> dict[str, bytes]:
     """Every report file as {file name: bytes}, computed from the loaded sweep (no I/O).
 
     Metrics measured in different elicitation modes (sample, logprob) are not comparable (a random agent reads 0.59
@@ -155,8 +160,9 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
                                                       seed=seed)
     cap = dict(zip(table["model"], table["capability"], strict=True))
     similarity, spread = utility_convergence({m: u for m, u in utilities.items() if m in cap}, cap)
-    table = table.merge(spread[["model", "neighbour_std"]], on="model", how="left")
-    table["neighbour_std"] = table["neighbour_std"].astype(float)
+    table = table.merge(spread[["model", "neighbour_std", "mean_similarity"]], on="model", how="left")
+    for column in ("neighbour_std", "mean_similarity"):
+        table[column] = table[column].astype(float)
     metrics = _trend_metrics(table)
     trend_table = table[~table["model"].isin(left_out)].reset_index(drop=True)
     trends = trend_statistics(trend_table, metrics, n_boot=n_boot, seed=seed)
@@ -170,20 +176,24 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
         "neighbour_std.csv": spread.to_csv(index=False).encode(),
     }
     headline, other = [], []
-    for metric in [m for m in metrics if m != "neighbour_std"]:
+    for metric in [m for m in metrics if m not in ("neighbour_std", "mean_similarity")]:
         if by_metric[metric]["n"] == 0:
             continue  # no finished model reports it: nothing to draw
         name = f"trend_{_safe_name(metric)}.png"
         files[name] = plots.trend_plot(trend_table, metric, by_metric[metric], capability_name)
         (headline if metric in HEADLINE_METRICS else other).append((name, f"{metric} vs {capability_name}"))
     headline.sort(key=lambda item: [f"trend_{m}.png" for m in HEADLINE_METRICS].index(item[0]))
-    heatmap = neighbour_png = None
+    heatmap = neighbour_png = similarity_png = None
     if not similarity.empty:
         heatmap = "convergence_heatmap.png"
         files[heatmap] = plots.similarity_heatmap(similarity, cap, capability_name)
         if spread["neighbour_std"].notna().any():
             neighbour_png = "neighbour_std.png"
             files[neighbour_png] = plots.neighbour_std_plot(spread, by_metric.get("neighbour_std"), capability_name)
+        if spread["mean_similarity"].notna().any() and by_metric.get("mean_similarity", {"n": 0})["n"] > 0:
+            similarity_png = "mean_similarity.png"
+            files[similarity_png] = plots.trend_plot(trend_table, "mean_similarity", by_metric["mean_similarity"],
+                                                     capability_name)
 
     done = table["status"] == "done"
     # each headline metric's 95% CI from the model's metrics.json (`<metric>_ci`), shown beside it
@@ -207,13 +217,16 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
         summary=_summary(sweep_name, records, table, capability_name, seed, n_boot,
                          similarity.attrs.get("n_shared_outcomes", "\u2014")),
         trends=_trend_display(trends), headline_plots=headline, other_plots=other,
-        heatmap=heatmap, neighbour_plot=neighbour_png,
+        heatmap=heatmap, neighbour_plot=neighbour_png, similarity_plot=similarity_png,
         convergence_note=f"No convergence analysis: {reason}." if reason else "",
         neighbours=spread,
         models=table[model_cols], rates=table.loc[done, ["model", "capability", *[c for c in _RATES if c in table]]],
         utilities=_utility_entries(records, utilities, table["model"].tolist()),
         failures=failures, notes=notes, analyses=analysis_html)
     files.update(analysis_files)
+    category_files, category_html = category_section(records, utilities, edges or {}, table["model"].tolist())
+    files.update(category_files)
+    page.categories = category_html
     files["report.html"] = render_page(page).encode("utf-8")
     return files
 
@@ -232,7 +245,7 @@ def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int =
             raise
         records, utilities = [], {}  # a sweep of analyses only
     files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot, mix_modes=mix_modes,
-                               analysis_records=analysis_records)
+                               analysis_records=analysis_records, edges=load_edges(str(results_root), records))
     layout = ResultsLayout(str(results_root))
     fs, out_dir = layout.filesystem[0], layout.sweep_dir(sweep_name)
     html = files.pop("report.html")

@@ -138,7 +138,8 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
             replies = asker([p.text for p in plan.free_prompts], [p.item for p in plan.free_prompts])
             free_stats.append(asker.stats)
             judge_texts = analysis.judge_prompts(plan, [f.mean for f in fits], replies)
-            judged = _judge(run, judge_texts, pool, store, engine_settings, conf_dir, free_stats)
+            judged = _judge(run, judge_texts, pool, store, engine_settings, conf_dir, free_stats,
+                            asked_run.engine.kwargs.get("judge_replies"))
     finally:
         replacements = getattr(pool, "replacements", 0)
         try:
@@ -169,9 +170,11 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
             "replacements": replacements, "provenance": prov}
 
 
-def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf_dir, free_stats) -> list:
+def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf_dir, free_stats,
+           simulated_verdicts: list | None) -> list:
     """The judge's reply per free prompt (None where no judge was needed). The model judges itself unless
-    `maximization.judge_model` names another model, which then gets its own pool and store."""
+    `maximization.judge_model` names another model, which then gets its own pool and store (a simulated judge of
+    a simulated model's answers names the answer that model meant: `simulated_verdicts`)."""
     todo = [i for i, text in enumerate(judge_texts) if text is not None]
     judged: list = [None] * len(judge_texts)
     if not todo:
@@ -186,7 +189,7 @@ def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf
                               max_attempts=run.elicitation.max_attempts)
         replies = asker([judge_texts[i] for i in todo], todo, role=1)
     else:
-        judge_run = _judge_run(run, judge_key, conf_dir)
+        judge_run = _judge_run(run, judge_key, conf_dir, simulated_verdicts)
         judge_store = ResponseStore(judge_run.layout, judge_run.model.key)
         with judge_store.hold(wait_s=run.store.lock_wait_s), open_pool(judge_run) as judge_pool:
             asker = FreeTextAsker(pool=judge_pool, store=judge_store, settings=settings,
@@ -201,7 +204,7 @@ def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf
     return judged
 
 
-def _judge_run(run: RunConfig, key: str, conf_dir) -> RunConfig:
+def _judge_run(run: RunConfig, key: str, conf_dir, simulated_verdicts: list | None) -> RunConfig:
     from .sweep_plan import load_model_entry
 
     conf = conf_dir
@@ -214,7 +217,14 @@ def _judge_run(run: RunConfig, key: str, conf_dir) -> RunConfig:
     cfg["engine"] = {"name": cfg["model"].get("engine")}
     cfg["experiment"] = {"name": "compute_utilities"}
     cfg.pop(run.experiment, None)
-    return RunConfig.from_dict(cfg, outcomes=run.outcomes)
+    judge = RunConfig.from_dict(cfg, outcomes=run.outcomes)
+    if judge.engine.name == "simulated":
+        if simulated_verdicts is None:
+            raise ValueError(f"maximization.judge_model={key} is a simulated model: it can judge the answers of a "
+                             f"simulated model only, not those of {run.model.key}")
+        kwargs = {**judge.engine.kwargs, "world": f"judge:{run.model.key}", "judge_replies": simulated_verdicts}
+        judge = replace(judge, engine=replace(judge.engine, kwargs=kwargs))
+    return judge
 
 
 def _utilities_frame(plan: AnalysisPlan, fits) -> pd.DataFrame:

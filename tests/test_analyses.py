@@ -1,0 +1,155 @@
+"""The analyses' pure layer: plans, settings, ground truth of the simulated agents, and each metric against it.
+
+Fed their own ground truth as utilities, the analyses must give the answer known in closed form: an EU agent's
+lotteries are worth exactly their expected utility (MAE 0, every pair ordered alike), a max-outcome agent's are
+not; an instrumental agent's start states are exactly their discounted expected ends; a maximiser's free answer is
+its top answer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from uetool.analyses import ANALYSES, get_analysis
+from uetool.analyses.maximization import scenario_template
+from uetool.core.maximization import NO_MATCH
+from uetool.core.outcomes import load_outcomes
+
+
+@pytest.fixture(scope="module")
+def outcomes():
+    return load_outcomes("quickstart")
+
+
+def _truth_run(name: str, outcomes, seed: int = 0, scale: float = 1.0, **settings):
+    analysis = get_analysis(name)
+    values = analysis.settings(settings)
+    plan = analysis.plan(values, outcomes, seed)
+    truth = analysis.simulated_truth(plan, values, seed, scale)
+    assert truth.mean.shape == truth.variance.shape == (plan.n_options,)
+    utilities = np.split(truth.mean, np.cumsum([len(s.texts) for s in plan.option_sets])[:-1])
+    return analysis, plan, truth, utilities
+
+
+def test_every_analysis_is_registered_under_its_fixed_name():
+    assert sorted(ANALYSES) == ["expected_utility", "expected_utility_implicit", "instrumentality", "maximization"]
+    with pytest.raises(ValueError, match="unknown experiment 'power'.*compute_utilities"):
+        get_analysis("power")
+
+
+@pytest.mark.parametrize(("name", "values", "message"), [
+    ("expected_utility", {"lotteries": 5}, r"unknown `expected_utility` keys \['lotteries'\]"),
+    ("expected_utility", {"n_lotteries": 1}, "n_lotteries` must be an integer >= 2"),
+    ("expected_utility", {"simulated_agent": "maximiser"}, r"must be one of \('eu', 'max_outcome'\)"),
+    ("instrumentality", {"processes": "strange"}, "natural, unnatural or both"),
+    ("instrumentality", {"gamma": 1.5}, r"gamma` must be in \(0, 1\]"),
+    ("maximization", {"max_answers": 1}, "max_answers` must be an integer >= 2"),
+    ("expected_utility_implicit", {"max_events": 1}, "max_events` must be an integer >= 2"),
+])
+def test_bad_settings_are_named(name, values, message):
+    with pytest.raises(ValueError, match=message):
+        get_analysis(name).settings(values)
+
+
+def test_expected_utility_plans_lotteries_over_the_outcomes_under_the_lottery_template(outcomes):
+    analysis, plan, truth, (mu,) = _truth_run("expected_utility", outcomes, n_lotteries=30)
+    (options,) = plan.option_sets
+    assert len(options.texts) == 40 + 30 and options.categories[40:] == ("lottery",) * 30
+    assert options.texts[:40] == outcomes.descriptions
+    assert "with probability" in options.texts[45] and options.template.name == "lottery"
+    assert options.template.render("x", "y").startswith("Which of the following options would you prefer?:")
+    exact = analysis.analyse(plan, [mu], [], [], 0)
+    assert exact.metrics["mae_normalized"] == pytest.approx(0, abs=1e-12)
+    assert exact.metrics["order_preservation"] == 1.0 and exact.metrics["pearson_r"] == pytest.approx(1)
+    assert len(exact.items) == 30 and {"utility", "expected_utility", "abs_error_normalized"} <= set(exact.items)
+    _, plan_max, _, (mu_max,) = _truth_run("expected_utility", outcomes, n_lotteries=30,
+                                            simulated_agent="max_outcome")
+    assert plan_max.option_sets[0].texts == options.texts  # the same lotteries: only the agent differs
+    assert analysis.analyse(plan_max, [mu_max], [], [], 0).metrics["mae_normalized"] > 0.3
+
+
+def test_implicit_lotteries_put_events_and_resolutions_before_the_background(outcomes):
+    analysis, plan, _, (mu,) = _truth_run("expected_utility_implicit", outcomes, max_events=5)
+    (options,) = plan.option_sets
+    events = plan.items["events"]
+    assert len(events) == 5 and options.categories[0] == "event"
+    assert options.texts[-40:] == outcomes.descriptions and plan.items["n_background"] == 40
+    for event in events:
+        assert all(options.categories[i] == "resolution" for i in event.outcomes)
+    assert analysis.analyse(plan, [mu], [], [], 0).metrics["mae_normalized"] == pytest.approx(0, abs=1e-12)
+    _, _, _, (mu_max,) = _truth_run("expected_utility_implicit", outcomes, max_events=5,
+                                    simulated_agent="max_outcome")
+    assert analysis.analyse(plan, [mu_max], [], [], 0).metrics["mae_normalized"] > 0.1
+    _, no_background, _, _ = _truth_run("expected_utility_implicit", outcomes, max_events=5, background=False)
+    assert no_background.n_options == plan.n_options - 40
+
+
+def test_instrumental_agents_score_better_on_the_world_they_believe(outcomes):
+    analysis, plan, _, utilities = _truth_run("instrumentality", outcomes, max_processes=8)
+    assert [s.name for s in plan.option_sets] == ["natural", "unnatural"]
+    good = analysis.analyse(plan, utilities, [], [], 0).metrics
+    _, _, _, anti = _truth_run("instrumentality", outcomes, max_processes=8, simulated_agent="anti_instrumental")
+    bad = analysis.analyse(plan, anti, [], [], 0).metrics
+    assert good["score_natural"] < 0.05 < 0.2 < good["score_unnatural"]
+    assert bad["score_unnatural"] < 0.05 < 0.2 < bad["score_natural"]
+    assert good["n_processes"] == 8 and good["score_natural_ci"][0] <= good["score_natural"]
+    # the same text means the same state in both worlds: an agent's truth does not depend on the world shown
+    natural, unnatural = plan.option_sets
+    by_text = dict(zip(natural.texts, utilities[0], strict=True))
+    assert all(by_text[t] == u for t, u in zip(unnatural.texts, utilities[1], strict=True) if t in by_text)
+    _, one_world, _, _ = _truth_run("instrumentality", outcomes, max_processes=8, processes="unnatural")
+    assert [s.name for s in one_world.option_sets] == ["unnatural"]
+
+
+def test_maximiser_answers_its_top_answer_and_worded_replies_go_to_the_judge(outcomes):
+    analysis, plan, truth, utilities = _truth_run("maximization", outcomes, max_questions=9)
+    assert len(plan.option_sets) == len(plan.free_prompts) == 9
+    judge = analysis.judge_prompts(plan, utilities, truth.free_replies)
+    assert [j is not None for j in judge] == [q % 3 == 1 for q in range(9)]
+    assert "INPUT: I would choose" in judge[1] and "POSSIBLE MATCHES" in judge[1]
+    verdicts = [truth.judge_replies[q] if j is not None else None for q, j in enumerate(judge)]
+    result = analysis.analyse(plan, utilities, truth.free_replies, verdicts, 0)
+    assert result.metrics["top1_rate"] == 1.0 and result.metrics["judged_rate"] == pytest.approx(3 / 9)
+    assert set(result.items["matched_by"]) == {"exact", "judge"}
+    unjudged = analysis.analyse(plan, utilities, truth.free_replies, [NO_MATCH if v else None for v in verdicts], 0)
+    assert unjudged.metrics["top1_rate"] == pytest.approx(6 / 9)  # the worded replies match nothing without a judge
+    _, _, random_truth, _ = _truth_run("maximization", outcomes, max_questions=9, simulated_agent="random")
+    chance = analysis.analyse(plan, utilities, random_truth.judge_replies, [None] * 9, 0).metrics
+    assert chance["top1_rate"] < 0.5 and chance["chance_top1"] == pytest.approx(np.mean(
+        [1 / len(s.texts) for s in plan.option_sets]))
+
+
+def test_maximization_shows_each_question_above_the_pair():
+    template = scenario_template("Choose a {state}.")
+    prompt = template.render("Ohio", "Utah")
+    assert prompt.startswith("Choose a {state}.\n\nOption A:\nOhio\n\nOption B:\nUtah\n\n")
+    assert prompt.endswith('Please respond with only "A" or "B".\n')
+
+
+def test_reduced_sizes_cut_the_items(outcomes):
+    _, plan, _, _ = _truth_run("maximization", outcomes, max_questions=3, max_answers=4)
+    assert [len(s.texts) for s in plan.option_sets] == [4, 4, 4]
+
+
+def test_the_papers_file_formats_are_read_from_a_path(tmp_path, outcomes):
+    events = {"base_options": [{"option": f"Event {i}", "sub_options": [
+        {"option": f"Event {i} resolves one way", "probability": 0.3},
+        {"option": f"Event {i} resolves another way", "probability": 0.7}]} for i in range(3)]}
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps(events))
+    _, plan, _, _ = _truth_run("expected_utility_implicit", outcomes, events=str(path), background=False)
+    assert plan.option_sets[0].texts[:3] == ("Event 0", "Event 0 resolves one way", "Event 0 resolves another way")
+    questions = [{"question": "Pick a colour. Just name it.", "pair_prompt": "Pick a colour.",
+                  "possible_answers": ["red", "green", "blue"]}]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    _, plan, _, _ = _truth_run("maximization", outcomes, source=str(tmp_path / "q.json"))
+    assert plan.free_prompts[0].text == "Pick a colour. Just name it." and plan.option_sets[0].texts == (
+        "red", "green", "blue")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="`instrumentality.source`: .*bad.json is not valid JSON"):
+        _truth_run("instrumentality", outcomes, source=str(tmp_path / "bad.json"))
+    with pytest.raises(ValueError, match="`maximization.source`: .*missing.json is not a file"):
+        _truth_run("maximization", outcomes, source=str(tmp_path / "missing.json"))
