@@ -13,8 +13,9 @@ Experiments (agents that mean something for them):
 
 JSON keys (a public contract): experiment, agent, seed, wall_s and the headline metrics: mae_normalized and
 order_preservation (expected utility, both kinds), score_natural and score_unnatural (instrumentality),
-top1_rate and top3_rate (maximization); extras with CIs. This measures the analyses' statistics; running them
-through engines and jobs (jobs.run) is still to come.
+top1_rate and top3_rate (maximization); extras with CIs. This measures the analyses' statistics alone; the same
+agents answer through engines, the store and jobs as simulated models (`python -m jobs.run experiment=NAME
+model=sim-scale-1 NAME.simulated_agent=AGENT`, tests/test_analysis_jobs.py).
 """
 
 from __future__ import annotations

@@ -72,6 +72,9 @@ def run_analysis(cfg: dict | RunConfig, *, pool=None, pool_name: str | None = No
     if run.generation_settings.mode == "generate":
         raise ValueError("`elicitation.mode=generate` cannot elicit forced choices: use sample or logprob")
     plan = analysis_plan(run)  # every item built (and every data file read) before any engine starts
+    judge = getattr(run.analysis, "judge_model", None)
+    if judge is not None and judge != run.model.key:
+        _judge_run(run, judge, conf_dir, [])  # an unknown or unusable judge fails now, not after the fits
     fs = run.layout.filesystem[0]
     fs.create_dir(f"{run.out_dir}/checkpoints", recursive=True)
     store = ResponseStore(run.layout, run.model.key)
@@ -213,7 +216,10 @@ def _judge_run(run: RunConfig, key: str, conf_dir, simulated_verdicts: list | No
 
         conf = Path(__file__).resolve().parents[2] / "conf"
     cfg = dict(run.raw)
-    cfg["model"] = load_model_entry(conf, key)
+    try:
+        cfg["model"] = load_model_entry(conf, key)
+    except ValueError as err:
+        raise ValueError(f"`maximization.judge_model={key}`: {err}".replace("sweep names unknown", "unknown")) from None
     cfg["engine"] = {"name": cfg["model"].get("engine")}
     cfg["experiment"] = {"name": "compute_utilities"}
     cfg.pop(run.experiment, None)

@@ -130,6 +130,10 @@ def _experiment_configs(cfg: dict, sweep: dict, conf_dir: Path) -> list[dict]:
     `sweep.experiment_overrides.<experiment>` applied to its section (the documented reduced sizes)."""
     names = list(sweep.get("experiments") or [cfg["experiment"]["name"]])
     overrides = dict(sweep.get("experiment_overrides") or {})
+    known = sorted(p.stem for p in (conf_dir / "experiment").glob("*.yaml"))
+    for name in names:
+        if name not in known:
+            raise ValueError(f"sweep names unknown experiment {name!r}; known experiments: {', '.join(known)}")
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ValueError(f"sweep.experiment_overrides names experiments {unknown} the sweep does not run "
