@@ -85,7 +85,7 @@ class _FailingPool:
 
 
 def test_a_run_killed_mid_experiment_resumes_without_asking_a_stored_answer_again(tmp_path):
-    from uetool.runtime.analysis import _simulated_run, analysis_plan
+    from uetool.runtime.analysis import analysis_plan, simulated_run
     from uetool.runtime.compute import open_pool
     from uetool.runtime.config import RunConfig
 
@@ -93,7 +93,7 @@ def test_a_run_killed_mid_experiment_resumes_without_asking_a_stored_answer_agai
     clean = run_analysis(_config(tmp_path / "clean", *overrides))
     cfg = _config(tmp_path / "killed", *overrides)
     run = RunConfig.from_dict(cfg)
-    with open_pool(_simulated_run(run, analysis_plan(run))) as pool:
+    with open_pool(simulated_run(run, analysis_plan(run))) as pool:
         with pytest.raises(KeyboardInterrupt):  # killed inside the first world's fit
             run_analysis(run, pool=_FailingPool(pool, fail_after=300))
     stored = ResponseStore(str(tmp_path / "killed"), "sim-scale-1").count_rows()

@@ -10,6 +10,7 @@ Rules:
 - ``uetool/engines``: no ray, hydra or omegaconf; nothing from runtime, io, fit or reporting.
 - ``uetool/io``: no ray; nothing from runtime, fit or reporting.
 - ``uetool/reporting``: no ray; nothing from runtime.
+- ``uetool/analyses`` is pure like core (it may use core).
 - Nowhere (uetool/, jobs/, benchmarks/, tests/) is a private name (``_x``, not ``__x__``) imported from another
   first-level package of uetool (core, engines, io, fit, runtime, reporting, data); the same package may.
 """
@@ -49,6 +50,9 @@ BOUNDARY_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "io": ("uetool/io", ("ray", "uetool.runtime", "uetool.fit", "uetool.reporting")),
     "reporting": ("uetool/reporting", ("ray", "uetool.runtime")),
     "fit": ("uetool/fit", ("uetool.runtime", "uetool.reporting", "hydra", "omegaconf")),
+    # the analyses are pure too: items and metrics over the core, nothing that runs, stores or draws
+    "analyses": ("uetool/analyses", ("ray", "torch", "hydra", "omegaconf", "matplotlib", "uetool.engines",
+                                     "uetool.runtime", "uetool.io", "uetool.fit", "uetool.reporting")),
 }
 PRIVATE_SCAN_DIRS = ("uetool", "jobs", "benchmarks", "tests")
 DYNAMIC_IMPORTERS = {"import_module", "__import__"}

@@ -29,11 +29,9 @@ def _parquet(fs, path: str, frame: pd.DataFrame) -> None:
     write_atomic(fs, path, sink.getvalue().to_pybytes())
 
 
-def write_analysis_results(fs, out_dir: str, analysis, utilities: pd.DataFrame, edges: pd.DataFrame, metrics: dict,
-                           headline: dict, items: pd.DataFrame, config_yaml: str, provenance: dict) -> str:
-    """Write every file (items and analysis.json last but one: a reader that finds summary.txt finds all)."""
-    from ..reporting.analysis_plots import format_analysis_summary, write_analysis_plot
-
+def write_analysis_results(fs, out_dir: str, utilities: pd.DataFrame, edges: pd.DataFrame, metrics: dict,
+                           headline: dict, items: pd.DataFrame, config_yaml: str, provenance: dict) -> None:
+    """Write the data files (the runtime adds analysis.png and summary.txt, for people, after them)."""
     fs.create_dir(out_dir, recursive=True)
     _parquet(fs, f"{out_dir}/utilities.parquet", utilities)
     _parquet(fs, f"{out_dir}/edges.parquet", edges)
@@ -42,10 +40,6 @@ def write_analysis_results(fs, out_dir: str, analysis, utilities: pd.DataFrame, 
     write_atomic(fs, f"{out_dir}/analysis.json", json.dumps(json_safe(headline), indent=2).encode())
     write_atomic(fs, f"{out_dir}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())
     write_atomic(fs, f"{out_dir}/config.yaml", config_yaml.encode())
-    write_analysis_plot(fs, out_dir, analysis.name, items, headline)
-    summary = format_analysis_summary(analysis, metrics, headline)
-    write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
-    return summary
 
 
 def read_analysis(out_dir: str) -> tuple[dict, pd.DataFrame]:

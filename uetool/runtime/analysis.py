@@ -31,7 +31,7 @@ from .config import RunConfig
 from .elicit import Elicitor
 from .free_text import FreeTextAsker
 
-__all__ = ["run_analysis", "analysis_plan"]
+__all__ = ["run_analysis", "analysis_plan", "simulated_run"]
 
 
 def analysis_plan(run: RunConfig) -> AnalysisPlan:
@@ -39,7 +39,7 @@ def analysis_plan(run: RunConfig) -> AnalysisPlan:
     return analysis.plan(run.analysis, run.outcomes, run.seed)
 
 
-def _simulated_run(run: RunConfig, plan: AnalysisPlan) -> RunConfig:
+def simulated_run(run: RunConfig, plan: AnalysisPlan) -> RunConfig:
     """The run whose simulated engine answers from the analysis's ground truth (`simulated_truth`)."""
     if run.engine.name != "simulated":
         if run.engine.name == "simulated_text":
@@ -95,7 +95,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
                 pool_namespace, conf_dir) -> dict:
     analysis = get_analysis(run.experiment)
     fs, out_dir, fingerprint = run.layout.filesystem[0], run.out_dir, run.fingerprint()
-    asked_run = _simulated_run(run, plan)
+    asked_run = simulated_run(run, plan)
     own_pool, start_seconds, resources = pool is None, 0.0, None
     fits, graphs, set_metrics, stats = [], [], [], []
     replies: list = []
@@ -163,8 +163,14 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     prov = run_provenance(run, _engine_device(asked_run, resources) if resources is not None else None)
     from .config import redacted_yaml
 
-    summary = write_analysis_results(fs, out_dir, analysis, utilities, edges, metrics, headline, outcome.items,
-                                     redacted_yaml(run.raw), prov)
+    write_analysis_results(fs, out_dir, utilities, edges, metrics, headline, outcome.items, redacted_yaml(run.raw),
+                           prov)
+    from ..io.files import write_atomic
+    from ..reporting.analysis_plots import format_analysis_summary, write_analysis_plot
+
+    write_analysis_plot(fs, out_dir, analysis.name, outcome.items, headline)
+    summary = format_analysis_summary(analysis, metrics, headline)
+    write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
     total = time.perf_counter() - started
     engine = sum(s.engine_seconds for s in stats)
     timings = {"engine_start": start_seconds, "engine": engine, "total": total,
