@@ -1,0 +1,70 @@
+"""Citizen-assembly tallies, majorities, agreement and SFT label counts against hand-worked cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from uetool.core.assembly import (
+    MAJORITY_A,
+    MAJORITY_B,
+    NO_VOTES,
+    TIE,
+    agreement_with_majority,
+    proportional_labels,
+    sft_label_counts,
+    split_by_question,
+    tally_assembly,
+)
+from uetool.core.parsing import FAILED, FIRST, REFUSAL, SECOND, UNPARSEABLE
+
+
+def _codes() -> np.ndarray:
+    # 4 questions, 3 citizens, 2 orders, K=1
+    codes = np.full((4, 3, 2, 1), FIRST, np.int8)
+    # q0: original FIRST (a) x3, flipped SECOND (a) x3 -> 6 for a
+    codes[0, :, 1] = SECOND
+    # q1: original FIRST (a) x3, flipped FIRST (b) x3 -> tie
+    # q2: one refusal, one unparseable, one failed in the original order; flipped FIRST (b) x3
+    codes[2, :, 0, 0] = [REFUSAL, UNPARSEABLE, FAILED]
+    # q3: nothing valid
+    codes[3] = REFUSAL
+    return codes
+
+
+def test_tally_undoes_the_order_and_counts_bad_replies_apart():
+    votes = tally_assembly(_codes())
+    assert votes.n_a.tolist() == [6, 3, 0, 0] and votes.n_b.tolist() == [0, 3, 3, 0]
+    assert votes.n_refusal.tolist() == [0, 0, 1, 6] and votes.n_unparseable.tolist() == [0, 0, 1, 0]
+    assert votes.n_failed.tolist() == [0, 0, 1, 0]
+    assert votes.majority.tolist() == [MAJORITY_A, TIE, MAJORITY_B, NO_VOTES]
+    np.testing.assert_allclose(votes.p_a[:3], [1.0, 0.5, 0.0])
+    assert np.isnan(votes.p_a[3])
+    with pytest.raises(ValueError, match="questions, citizens, 2 orders, K"):
+        tally_assembly(np.zeros((4, 3, 1, 1)))
+
+
+def test_agreement_counts_strict_majorities_only():
+    votes = tally_assembly(_codes())
+    out = agreement_with_majority(np.array([0.9, 0.9, 0.9, 0.1]), votes)
+    assert out["agreement"] == 0.5 and out["n_questions"] == 2 and out["n_ties"] == 1 and out["n_without_votes"] == 1
+    assert agreement_with_majority(np.array([0.7, 0.1, 0.2, 0.5]), votes)["agreement"] == 1.0
+    undecided = agreement_with_majority(np.array([0.5, 0.5, 0.5, 0.5]), votes)
+    assert undecided["agreement"] == 0.0  # a model at 0.5 agrees with neither side
+
+
+def test_split_is_by_question_disjoint_and_seeded():
+    train, test = split_by_question(100, 0.2, seed=3)
+    assert len(test) == 20 and len(train) == 80 and not set(train) & set(test)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(100))
+    again = split_by_question(100, 0.2, seed=3)
+    assert np.array_equal(train, again[0]) and not np.array_equal(test, split_by_question(100, 0.2, seed=4)[1])
+
+
+def test_labels_follow_the_assemblys_distribution():
+    assert proportional_labels(4 / 6, 6) == (4, 2) and proportional_labels(0.5, 5) == (3, 2)
+    assert proportional_labels(0.0, 6) == (0, 6) and proportional_labels(1.0, 6) == (6, 0)
+    votes = tally_assembly(_codes())
+    counts = sft_label_counts(votes, np.array([0, 2, 3]), n_citizens=6)
+    assert counts[0].tolist() == [[6, 0], [6, 0]] and counts[1].tolist() == [[0, 6], [0, 6]]
+    assert counts[2].sum() == 0  # no valid vote: no example

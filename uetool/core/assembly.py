@@ -1,0 +1,116 @@
+"""Citizen assemblies as targets for utility control (METHOD.md s.6): tallies, majorities, agreement, SFT labels.
+
+An assembly answers each preference question (a pair of outcomes a, b) with k citizens, each once per order (or K
+times). A citizen's reply is a choice code (core.parsing) of the option shown first or second; here the codes are
+turned back into votes for a or b, refusals, unparseable and failed replies counted apart. The assembly's target is
+its empirical share of votes for a (over citizens and both orders); its majority is a, b or a tie (ties are counted
+and left out of agreement). Training examples follow the assembly's distribution: per training question and order,
+as many examples as the assembly has citizens, labelled in proportion to its votes, so a model tuned on them learns
+the assembly's distribution and not only its majority. Questions are split into train and test as a whole, never
+by sample. Pure functions (no model, no files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import bootstrap_mean_ci
+from .parsing import FAILED, FIRST, REFUSAL, SECOND, UNPARSEABLE
+from .prompts import FLIPPED, ORIGINAL
+
+__all__ = ["AssemblyVotes", "tally_assembly", "agreement_with_majority", "split_by_question", "proportional_labels",
+           "sft_label_counts", "MAJORITY_A", "MAJORITY_B", "TIE", "NO_VOTES"]
+
+MAJORITY_A, MAJORITY_B, TIE, NO_VOTES = 1, -1, 0, -2
+
+
+@dataclass
+class AssemblyVotes:
+    """Per question: votes for a and for b (orientation undone), refusals, unparseable and failed replies."""
+
+    n_a: np.ndarray
+    n_b: np.ndarray
+    n_refusal: np.ndarray
+    n_unparseable: np.ndarray
+    n_failed: np.ndarray
+
+    @property
+    def p_a(self) -> np.ndarray:
+        """Share of valid votes for a (NaN where the assembly gave no valid vote)."""
+        total = self.n_a + self.n_b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, self.n_a / np.where(total > 0, total, 1), np.nan)
+
+    @property
+    def majority(self) -> np.ndarray:
+        """MAJORITY_A, MAJORITY_B, TIE or NO_VOTES per question."""
+        out = np.sign(self.n_a - self.n_b).astype(np.int64)
+        out[(self.n_a + self.n_b) == 0] = NO_VOTES
+        return out
+
+
+def tally_assembly(codes: np.ndarray) -> AssemblyVotes:
+    """Votes from choice codes of shape (questions, citizens, 2 orders, K): order ORIGINAL shows a first, FLIPPED
+    shows b first, so FIRST in the flipped order is a vote for b."""
+    codes = np.asarray(codes)
+    if codes.ndim != 4 or codes.shape[2] != 2:
+        raise ValueError(f"assembly codes have shape (questions, citizens, 2 orders, K), got {codes.shape}")
+    original, flipped = codes[:, :, ORIGINAL], codes[:, :, FLIPPED]
+
+    def count(array: np.ndarray, code: int) -> np.ndarray:
+        return (array == code).sum(axis=(1, 2)).astype(np.int64)
+
+    return AssemblyVotes(n_a=count(original, FIRST) + count(flipped, SECOND),
+                         n_b=count(original, SECOND) + count(flipped, FIRST),
+                         n_refusal=count(codes.reshape(len(codes), -1, 1), REFUSAL),
+                         n_unparseable=count(codes.reshape(len(codes), -1, 1), UNPARSEABLE),
+                         n_failed=count(codes.reshape(len(codes), -1, 1), FAILED))
+
+
+def agreement_with_majority(p_model_a: np.ndarray, votes: AssemblyVotes, *, seed: int = 0) -> dict:
+    """Share of questions where the model's preferred option (P(a) > 0.5: a; < 0.5: b) is the assembly's majority,
+    over questions with a strict majority; a model at exactly 0.5 agrees with neither. With a 95% bootstrap CI over
+    questions and the counts of ties and questions without votes (all left out)."""
+    p = np.asarray(p_model_a, np.float64)
+    majority = votes.majority
+    if p.shape != majority.shape:
+        raise ValueError(f"{p.size} model probabilities for {majority.size} questions")
+    decided = (majority == MAJORITY_A) | (majority == MAJORITY_B)
+    model = np.sign(p - 0.5)
+    hits = (model[decided] == majority[decided]).astype(np.float64)
+    return {"agreement": float(hits.mean()) if hits.size else float("nan"),
+            "agreement_ci": bootstrap_mean_ci(hits, seed=seed), "n_questions": int(decided.sum()),
+            "n_ties": int((majority == TIE).sum()), "n_without_votes": int((majority == NO_VOTES).sum())}
+
+
+def split_by_question(n_questions: int, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) question indices, sorted, disjoint, seeded: whole questions go to one side."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if n_questions < 2:
+        raise ValueError(f"a train/test split needs at least 2 questions, got {n_questions}")
+    order = np.random.default_rng([seed, 97]).permutation(n_questions)
+    n_test = min(n_questions - 1, max(1, int(round(test_fraction * n_questions))))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def proportional_labels(p_a: float, n_examples: int) -> tuple[int, int]:
+    """(examples labelled a, examples labelled b) out of `n_examples`, in proportion to `p_a` (rounded half away
+    from the lesser side: 0.5 of 5 gives 3 to a, the order the question was written in)."""
+    if not 0 <= p_a <= 1 or n_examples < 1:
+        raise ValueError(f"need 0 <= p_a <= 1 and n_examples >= 1, got {p_a}, {n_examples}")
+    n_a = int(np.floor(p_a * n_examples + 0.5))
+    return n_a, n_examples - n_a
+
+
+def sft_label_counts(votes: AssemblyVotes, questions: np.ndarray, n_citizens: int) -> np.ndarray:
+    """(len(questions), 2 orders, 2) counts of training examples labelled (a, b) per question and order: as many per
+    order as the assembly has citizens, in proportion to its votes; questions without votes get none."""
+    out = np.zeros((len(questions), 2, 2), np.int64)
+    p = votes.p_a
+    for row, q in enumerate(np.asarray(questions, np.int64).tolist()):
+        if np.isfinite(p[q]):
+            out[row, :, :] = proportional_labels(float(p[q]), n_citizens)
+    return out
