@@ -68,3 +68,23 @@ def test_labels_follow_the_assemblys_distribution():
     counts = sft_label_counts(votes, np.array([0, 2, 3]), n_citizens=6)
     assert counts[0].tolist() == [[6, 0], [6, 0]] and counts[1].tolist() == [[0, 6], [0, 6]]
     assert counts[2].sum() == 0  # no valid vote: no example
+
+
+def test_sft_rows_label_each_order_in_the_options_own_label():
+    from uetool.core.assembly import sft_rows
+    from uetool.core.prompts import get_template
+
+    template = get_template("paper")
+    counts = np.array([[[2, 1], [1, 2]]])  # question 0: original 2 a / 1 b, flipped 1 a / 2 b
+    rows = sft_rows(np.array([[0, 1]]), ["Option zero.", "Option one."], template, counts, np.array([0]),
+                    system_message="You are a helpful assistant.")
+    assert len(rows) == 6
+    original = [r for r in rows if r["order"] == 0]
+    flipped = [r for r in rows if r["order"] == 1]
+    assert [r["messages"][-1]["content"] for r in original] == ["A", "A", "B"]
+    assert [r["chosen"] for r in original] == [0, 0, 1]
+    assert [r["messages"][-1]["content"] for r in flipped] == ["B", "A", "A"]  # a is shown second when flipped
+    assert [r["chosen"] for r in flipped] == [0, 1, 1]
+    assert flipped[0]["messages"][1]["content"].index("Option one.") < flipped[0]["messages"][1]["content"].index(
+        "Option zero.")
+    assert original[0]["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}

@@ -21,7 +21,7 @@ from .parsing import FAILED, FIRST, REFUSAL, SECOND, UNPARSEABLE
 from .prompts import FLIPPED, ORIGINAL
 
 __all__ = ["AssemblyVotes", "tally_assembly", "agreement_with_majority", "split_by_question", "proportional_labels",
-           "sft_label_counts", "MAJORITY_A", "MAJORITY_B", "TIE", "NO_VOTES"]
+           "sft_label_counts", "sft_rows", "MAJORITY_A", "MAJORITY_B", "TIE", "NO_VOTES"]
 
 MAJORITY_A, MAJORITY_B, TIE, NO_VOTES = 1, -1, 0, -2
 
@@ -114,3 +114,28 @@ def sft_label_counts(votes: AssemblyVotes, questions: np.ndarray, n_citizens: in
         if np.isfinite(p[q]):
             out[row, :, :] = proportional_labels(float(p[q]), n_citizens)
     return out
+
+
+def sft_rows(pairs: np.ndarray, descriptions: list[str] | tuple[str, ...], template, label_counts: np.ndarray,
+             questions: np.ndarray, system_message: str | None = None) -> list[dict]:
+    """Conversational training examples (TRL's `messages` format) for the training questions: per question and
+    order, `label_counts[i, order]` = (examples answering a, examples answering b), each an exchange whose user
+    turn is the comparison prompt (a shown first in ORIGINAL, b first in FLIPPED) and whose assistant turn is the
+    label of the option the example answers. `template`: a core.prompts.PromptTemplate."""
+    pairs = np.asarray(pairs, np.int64)
+    rows = []
+    for i, q in enumerate(np.asarray(questions, np.int64).tolist()):
+        a, b = int(pairs[q, 0]), int(pairs[q, 1])
+        for order in (ORIGINAL, FLIPPED):
+            first, second = (a, b) if order == ORIGINAL else (b, a)
+            prompt = template.render(descriptions[first], descriptions[second])
+            n_a, n_b = (int(x) for x in label_counts[i, order])
+            # the label of option a is the first label in ORIGINAL and the second in FLIPPED
+            label_a, label_b = (template.labels if order == ORIGINAL else template.labels[::-1])
+            for label, count, chosen in ((label_a, n_a, a), (label_b, n_b, b)):
+                for _ in range(count):
+                    messages = ([{"role": "system", "content": system_message}] if system_message else [])
+                    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": label}]
+                    rows.append({"question": q, "a": a, "b": b, "order": order, "chosen": chosen,
+                                 "messages": messages})
+    return rows
