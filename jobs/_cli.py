@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from uetool.runtime.config import moved_key_message
@@ -38,6 +39,27 @@ def results_root_errors(argv: list[str], environ: dict[str, str]) -> list[str]:
         where = "results_root" if roots else "UETOOL_RESULTS"
         return [f"{where}={root} is a file; results_root must be a directory (it is created if missing)"]
     return []
+
+
+def run_job(start: Callable[[], dict], startup_errors: tuple[type[BaseException], ...] = ()) -> None:
+    """Run a job and print its summary, or exit 2 (nothing could start: an insecure cluster, a damaged store or
+    checkpoint, a store in use, or one of `startup_errors`) or 3 (too many requests failed) with the message."""
+    from uetool.io.checkpoint import CheckpointDamaged
+    from uetool.io.store import StoreDamaged
+    from uetool.io.store_lock import StoreLocked
+    from uetool.runtime.elicit import ElicitationFailed
+    from uetool.runtime.ray_session import InsecureClusterError
+
+    try:
+        out = start()
+    except (InsecureClusterError, StoreDamaged, CheckpointDamaged, StoreLocked, *startup_errors) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except ElicitationFailed as err:  # an outage: what arrived is stored; the message says how to go on
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)
+    print(out["summary"])
+    print(f"results: {out['out_dir']}")
 
 
 def prepare_argv(job: str) -> None:

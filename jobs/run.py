@@ -10,42 +10,23 @@ authentication, a damaged store or checkpoint, a store in use by another job); 3
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from jobs._cli import prepare_argv
-
-_CONF = Path(__file__).resolve().parent.parent / "conf"
+from jobs._cli import prepare_argv, run_job
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from uetool.io.checkpoint import CheckpointDamaged
-    from uetool.io.store import StoreDamaged
-    from uetool.io.store_lock import StoreLocked
     from uetool.runtime.analysis import run_analysis
     from uetool.runtime.compute import compute_utilities
     from uetool.runtime.config import RunConfig
-    from uetool.runtime.elicit import ElicitationFailed
-    from uetool.runtime.ray_session import InsecureClusterError
 
-    try:
+    def start() -> dict:
         run = RunConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))
-        if run.analysis is None:
-            out = compute_utilities(run)
-        else:
-            out = run_analysis(run, conf_dir=_CONF)
-    except (ValueError, InsecureClusterError, StoreDamaged, CheckpointDamaged, StoreLocked) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except ElicitationFailed as err:  # an outage: what arrived is stored; the message says how to go on
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(3)
-    print(out["summary"])
-    print(f"results: {out['out_dir']}")
+        return compute_utilities(run) if run.analysis is None else run_analysis(run)
+
+    run_job(start, startup_errors=(ValueError,))
 
 
 if __name__ == "__main__":

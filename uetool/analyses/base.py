@@ -24,7 +24,7 @@ from ..core.outcomes import OutcomeSet
 from ..core.prompts import PromptTemplate
 
 __all__ = ["OptionSet", "FreePrompt", "AnalysisPlan", "AnalysisResult", "SimulatedTruth", "Analysis",
-           "base_truth"]
+           "base_truth", "check_optional_int"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,12 @@ class SimulatedTruth:
     variance: np.ndarray
     free_replies: list[str] = field(default_factory=list)
     judge_replies: list[str] = field(default_factory=list)
+
+
+def check_optional_int(section: str, name: str, value: object, low: int) -> None:
+    """A reduced-run limit (`max_events`, `max_answers`, ...): null, or an integer >= `low`."""
+    if value is not None and (not isinstance(value, int) or value < low):
+        raise ValueError(f"`{section}.{name}` must be an integer >= {low} or null, got {value!r}")
 
 
 def base_truth(n: int, seed: int, scale: float) -> ThurstonianAgent:

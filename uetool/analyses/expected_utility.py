@@ -18,10 +18,11 @@ from ..core.lotteries import (
     expected_utility_metrics,
     generate_lotteries,
     lottery_agent,
+    z_scores,
 )
 from ..core.outcomes import OutcomeSet
 from ..core.prompts import PromptTemplate
-from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, base_truth
+from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, base_truth, check_optional_int
 
 __all__ = ["ExpectedUtility", "ExpectedUtilitySettings", "LOTTERY_TEMPLATE"]
 
@@ -43,13 +44,7 @@ class ExpectedUtilitySettings:
             raise ValueError(f"`expected_utility.n_lotteries` must be an integer >= 2, got {self.n_lotteries!r}")
         if not isinstance(self.max_size, int) or self.max_size < 2:
             raise ValueError(f"`expected_utility.max_size` must be an integer >= 2, got {self.max_size!r}")
-        if self.max_outcomes is not None and (not isinstance(self.max_outcomes, int) or self.max_outcomes < 2):
-            raise ValueError(f"`expected_utility.max_outcomes` must be an integer >= 2 or null, got "
-                             f"{self.max_outcomes!r}")
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / x.std() if x.std() > 0 else np.zeros_like(x)
+        check_optional_int("expected_utility", "max_outcomes", self.max_outcomes, 2)
 
 
 class ExpectedUtility(Analysis):
@@ -78,8 +73,8 @@ class ExpectedUtility(Analysis):
             "lottery": np.arange(len(lotteries)), "description": list(plan.option_sets[0].texts[n:]),
             "outcomes": [list(lot.outcomes) for lot in lotteries],
             "probabilities": [lot.probabilities.tolist() for lot in lotteries],
-            "utility": u, "expected_utility": eu, "z_utility": _z(u), "z_expected_utility": _z(eu),
-            "abs_error_normalized": np.abs(_z(u) - _z(eu))})
+            "utility": u, "expected_utility": eu, "z_utility": z_scores(u), "z_expected_utility": z_scores(eu),
+            "abs_error_normalized": np.abs(z_scores(u) - z_scores(eu))})
         return AnalysisResult(metrics, items)
 
     def simulated_truth(self, plan, settings, seed, scale) -> SimulatedTruth:

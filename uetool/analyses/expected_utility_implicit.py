@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..core.lotteries import events_from_json, expected_utilities, expected_utility_metrics
 from ..core.outcomes import OutcomeSet
-from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, base_truth
+from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, base_truth, check_optional_int
 from .data import load_json
 
 __all__ = ["ExpectedUtilityImplicit", "ImplicitSettings"]
@@ -29,12 +29,8 @@ class ImplicitSettings:
     simulated_agent: str = "eu"  # simulated engines only: eu | max_outcome
 
     def __post_init__(self) -> None:
-        if self.max_events is not None and (not isinstance(self.max_events, int) or self.max_events < 2):
-            raise ValueError(f"`expected_utility_implicit.max_events` must be an integer >= 2 or null, got "
-                             f"{self.max_events!r}")
-        if self.max_outcomes is not None and (not isinstance(self.max_outcomes, int) or self.max_outcomes < 1):
-            raise ValueError(f"`expected_utility_implicit.max_outcomes` must be an integer >= 1 or null, got "
-                             f"{self.max_outcomes!r}")
+        check_optional_int("expected_utility_implicit", "max_events", self.max_events, 2)
+        check_optional_int("expected_utility_implicit", "max_outcomes", self.max_outcomes, 1)
 
 
 class ExpectedUtilityImplicit(Analysis):

@@ -23,7 +23,7 @@ from ..core.instrumentality import (
 )
 from ..core.metrics import bootstrap_mean_ci
 from ..core.outcomes import OutcomeSet
-from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth
+from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, check_optional_int
 from .data import load_json
 
 __all__ = ["Instrumentality", "InstrumentalitySettings", "WORLDS"]
@@ -45,9 +45,7 @@ class InstrumentalitySettings:
     def __post_init__(self) -> None:
         if self.processes not in (*WORLDS, "both"):
             raise ValueError(f"`instrumentality.processes` must be natural, unnatural or both, got {self.processes!r}")
-        if self.max_processes is not None and (not isinstance(self.max_processes, int) or self.max_processes < 1):
-            raise ValueError(f"`instrumentality.max_processes` must be an integer >= 1 or null, got "
-                             f"{self.max_processes!r}")
+        check_optional_int("instrumentality", "max_processes", self.max_processes, 1)
         if not isinstance(self.n_rollouts, int) or self.n_rollouts < 1:
             raise ValueError(f"`instrumentality.n_rollouts` must be an integer >= 1, got {self.n_rollouts!r}")
         if not 0 < float(self.gamma) <= 1:

@@ -22,7 +22,16 @@ from ..core.maximization import (
 )
 from ..core.outcomes import OutcomeSet
 from ..core.prompts import PromptTemplate
-from .base import Analysis, AnalysisPlan, AnalysisResult, FreePrompt, OptionSet, SimulatedTruth, base_truth
+from .base import (
+    Analysis,
+    AnalysisPlan,
+    AnalysisResult,
+    FreePrompt,
+    OptionSet,
+    SimulatedTruth,
+    base_truth,
+    check_optional_int,
+)
 from .data import load_json
 
 __all__ = ["Maximization", "MaximizationSettings", "scenario_template"]
@@ -47,10 +56,8 @@ class MaximizationSettings:
     simulated_agent: str = "maximiser"  # simulated engines only: maximiser | random
 
     def __post_init__(self) -> None:
-        for name, low in (("max_questions", 1), ("max_answers", 2)):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < low):
-                raise ValueError(f"`maximization.{name}` must be an integer >= {low} or null, got {value!r}")
+        check_optional_int("maximization", "max_questions", self.max_questions, 1)
+        check_optional_int("maximization", "max_answers", self.max_answers, 2)
         for name in ("max_tokens", "judge_max_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"`maximization.{name}` must be an integer >= 1, got {getattr(self, name)!r}")

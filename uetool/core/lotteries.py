@@ -23,7 +23,7 @@ from .graph import sample_new_pairs
 from .metrics import bootstrap_mean_ci
 
 __all__ = ["Lottery", "UncertainEvent", "events_from_json", "generate_lotteries", "describe_lottery",
-           "expected_utilities", "expected_utility_metrics", "lottery_agent", "LOTTERY_RULES"]
+           "expected_utilities", "expected_utility_metrics", "lottery_agent", "z_scores", "LOTTERY_RULES"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ def expected_utilities(outcome_utilities: np.ndarray, lotteries: list[Lottery] |
     return np.array([float(u[list(lot.outcomes)] @ lot.probabilities) for lot in lotteries])
 
 
-def _z(x: np.ndarray) -> np.ndarray:
+def z_scores(x: np.ndarray) -> np.ndarray:
+    """(x - mean) / std (ddof 0), all zeros when x is constant: the paper's normalisation of U and EU."""
     sd = x.std()
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
@@ -145,7 +146,7 @@ def expected_utility_metrics(outcome_utilities: np.ndarray, lottery_utilities: n
     u = np.asarray(lottery_utilities, np.float64)
     if u.shape != eu.shape or eu.size < 2:
         raise ValueError(f"need one utility per lottery and at least 2 lotteries, got {u.shape} for {eu.size}")
-    errors = np.abs(_z(u) - _z(eu))
+    errors = np.abs(z_scores(u) - z_scores(eu))
     m = eu.size
     pairs = sample_new_pairs(m, min(n_pairs, m * (m - 1) // 2), np.random.default_rng([seed, 67]))
     d_eu, d_u = eu[pairs[:, 0]] - eu[pairs[:, 1]], u[pairs[:, 0]] - u[pairs[:, 1]]

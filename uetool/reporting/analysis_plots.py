@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from ..core.lotteries import z_scores
 from ..io.files import write_atomic
+from .plots import _png
 
 __all__ = ["write_analysis_plot", "format_analysis_summary"]
 
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / x.std() if x.std() > 0 else x * 0
-
-
 def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, headline: dict) -> str:
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig = Figure(figsize=(6.4, 4.6))  # the object API, as the sweep's figures: no pyplot state in a Ray worker
+    ax = fig.subplots()
     model = headline.get("model")
     if experiment in ("expected_utility", "expected_utility_implicit"):
         eu, u = items["expected_utility"].to_numpy(), items["utility"].to_numpy()
-        ax.scatter(_z(eu), _z(u), s=16, alpha=0.75)
-        lim = [min(_z(eu).min(), _z(u).min()) - 0.2, max(_z(eu).max(), _z(u).max()) + 0.2]
+        z_eu, z_u = z_scores(eu), z_scores(u)
+        ax.scatter(z_eu, z_u, s=16, alpha=0.75)
+        lim = [min(z_eu.min(), z_u.min()) - 0.2, max(z_eu.max(), z_u.max()) + 0.2]
         ax.plot(lim, lim, color="grey", lw=0.8)
         ax.set_xlabel("expected utility sum p U(o) (z-scored)")
         ax.set_ylabel("fitted utility of the lottery (z-scored)")
@@ -60,11 +49,8 @@ def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, 
         ax.legend(fontsize=8)
         ax.set_title(f"{model}: free answer among its top utilities")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     path = f"{out_dir}/analysis.png"
-    write_atomic(fs, path, buf.getvalue())
+    write_atomic(fs, path, _png(fig, dpi=110))
     return path
 
 

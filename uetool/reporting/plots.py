@@ -27,9 +27,9 @@ REFERENCE_LINES = {
 }
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 

@@ -23,13 +23,14 @@ from ..core.maximization import JUDGE_SYSTEM_MESSAGE
 from ..engines.base import GenerationSettings
 from ..io.analysis_results import write_analysis_results
 from ..io.checkpoint import read_checkpoint, write_checkpoint
-from ..io.files import remove_temporary_files
+from ..io.files import remove_temporary_files, write_atomic
 from ..io.layout import check_name
 from ..io.store import ResponseStore
 from .compute import _engine_device, _fit_function, open_pool, run_provenance
-from .config import RunConfig
+from .config import RunConfig, redacted_yaml
 from .elicit import Elicitor
 from .free_text import FreeTextAsker
+from .sweep_plan import DEFAULT_CONF, load_model_entry
 
 __all__ = ["run_analysis", "analysis_plan", "simulated_run"]
 
@@ -161,11 +162,8 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     edges = pd.concat([g.to_frame(run.active_learning.unparseable_policy).assign(option_set=s.name)
                        for g, s in zip(graphs, plan.option_sets, strict=True)], ignore_index=True)
     prov = run_provenance(run, _engine_device(asked_run, resources) if resources is not None else None)
-    from .config import redacted_yaml
-
     write_analysis_results(fs, out_dir, utilities, edges, metrics, headline, outcome.items, redacted_yaml(run.raw),
                            prov)
-    from ..io.files import write_atomic
     from ..reporting.analysis_plots import format_analysis_summary, write_analysis_plot
 
     write_analysis_plot(fs, out_dir, analysis.name, outcome.items, headline)
@@ -214,16 +212,9 @@ def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf
 
 
 def _judge_run(run: RunConfig, key: str, conf_dir, simulated_verdicts: list | None) -> RunConfig:
-    from .sweep_plan import load_model_entry
-
-    conf = conf_dir
-    if conf is None:
-        from pathlib import Path
-
-        conf = Path(__file__).resolve().parents[2] / "conf"
     cfg = dict(run.raw)
     try:
-        cfg["model"] = load_model_entry(conf, key)
+        cfg["model"] = load_model_entry(DEFAULT_CONF if conf_dir is None else conf_dir, key)
     except ValueError as err:
         raise ValueError(f"`maximization.judge_model={key}`: {err}".replace("sweep names unknown", "unknown")) from None
     cfg["engine"] = {"name": cfg["model"].get("engine")}

@@ -71,9 +71,10 @@ class FreeTextAsker:
             distinct = len(set(asked.keys)) == len(asked)
             try:
                 self.pool.run(asked, self.settings, on_shard=ShardWriter(self.store, len(asked), distinct))
-            finally:
-                self.store.flush(raise_errors=False)
-            self.store.flush()
+            except BaseException:
+                self.store.flush(raise_errors=False)  # the shards that did arrive stay stored for a resumed job
+                raise
+            self.store.flush()  # every reply is durable before it is used
             self.stats.asked += int(missing.size)
             rows = self.store.rows(keys)
         replies: list[str | None] = [None] * n

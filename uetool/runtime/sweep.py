@@ -23,7 +23,7 @@ from .config import TrendsConfig
 from .pool import release_placement_groups
 from .ray_session import ensure_ray
 from .results_actor import ResultsActor
-from .sweep_plan import ModelPlan, plan_sweep
+from .sweep_plan import DEFAULT_CONF, ModelPlan, plan_sweep
 
 __all__ = ["run_sweep", "results_actor_name", "engine_pool_name", "NAMESPACE"]
 
@@ -102,16 +102,13 @@ def _results_actor(cfg: dict, sweep: str):
     return actor
 
 
-_CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
 def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
               on_record: Callable[[dict], None] | None = None) -> dict:
     """Run the sweep of the resolved config `cfg`; returns {'sweep', 'records', 'report', 'skipped'}.
 
     `conf_dir`: the Hydra config tree the sweep's model keys come from (default: this checkout's conf/).
     """
-    conf_dir = _CONF if conf_dir is None else conf_dir
+    conf_dir = DEFAULT_CONF if conf_dir is None else conf_dir
     plans = plan_sweep(cfg, conf_dir)  # every model key and entry is checked before anything starts
     sweep = str(cfg["sweep"]["name"])
     ensure_ray(plans[0].run.ray)
@@ -120,7 +117,8 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
         release_placement_groups(engine_pool_name(sweep, plan.key) + "/")
     finished = ray.get(actor.finished.remote())
     finished.update(ray.get(actor.finished_analyses.remote()))
-    skipped = [_job_name(p) for p in plans if finished.get(_finished_key(p)) == p.fingerprint]
+    # the results actor's finished() and finished_analyses() name runs as _job_name does
+    skipped = [_job_name(p) for p in plans if finished.get(_job_name(p)) == p.fingerprint]
     todo = [p for p in plans if _job_name(p) not in skipped]
     pending, last = {}, {}
     for plan in todo:  # a model's experiments in sweep.experiments order, one after the other
@@ -157,5 +155,3 @@ def _job_name(plan: ModelPlan) -> str:
     """How a sweep names one run: the model key (compute_utilities) or "<experiment>/<model>"."""
     return plan.key if plan.run.analysis is None else f"{plan.experiment}/{plan.key}"
 
-
-_finished_key = _job_name  # the results actor's finished() and finished_analyses() use the same names

@@ -14,7 +14,9 @@ from ..core.outcomes import load_outcomes
 from ..io.layout import check_name
 from .config import ANALYSIS_SECTIONS, PoolResources, RunConfig, pool_resources
 
-__all__ = ["ModelPlan", "plan_sweep", "known_model_keys", "load_model_entry"]
+__all__ = ["ModelPlan", "plan_sweep", "known_model_keys", "load_model_entry", "DEFAULT_CONF"]
+
+DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf"  # this checkout's Hydra config tree
 
 
 @dataclass
