@@ -125,12 +125,13 @@ def test_counts():
     builtins = {k for k, c in MODELS.items() if _is_builtin(c)}
     assert builtins == {"smollm2-135m-instruct", "tiny-random"}
     simulated = {k for k, c in MODELS.items() if _is_simulated(c)}
-    assert simulated == {"sim-scale-0.25", "sim-scale-0.5", "sim-scale-1", "sim-scale-2"}
-    assert len(MODELS) == 57 + 5 + 2 + 4
+    assert simulated == {"sim-scale-0.25", "sim-scale-0.5", "sim-scale-1", "sim-scale-2", "sim-citizens"}
+    assert len(MODELS) == 57 + 5 + 2 + 5
 
 
 def test_simulated_entries_scale_one_vector_with_ascending_stand_in_capability():
-    sims = sorted((c for c in MODELS.values() if _is_simulated(c)), key=lambda c: c["simulated"]["scale"])
+    sims = sorted((c for c in MODELS.values() if _is_simulated(c) and c["key"] != "sim-citizens"),
+                  key=lambda c: c["simulated"]["scale"])
     for cfg in sims:
         assert set(cfg) == set(SCHEMA) | {"simulated", "capability_note"}, cfg["key"]
         assert cfg["simulated"]["agent"] == "thurstonian" and cfg["path"] is None

@@ -20,7 +20,8 @@ from .metrics import bootstrap_mean_ci
 from .parsing import FAILED, FIRST, REFUSAL, SECOND, UNPARSEABLE
 from .prompts import FLIPPED, ORIGINAL
 
-__all__ = ["AssemblyVotes", "tally_assembly", "agreement_with_majority", "split_by_question", "proportional_labels",
+__all__ = ["AssemblyVotes", "tally_assembly", "tally_counts", "assembly_questions", "seat_citizens",
+           "planted_utilities", "agreement_with_majority", "split_by_question", "proportional_labels",
            "sft_label_counts", "sft_rows", "MAJORITY_A", "MAJORITY_B", "TIE", "NO_VOTES"]
 
 MAJORITY_A, MAJORITY_B, TIE, NO_VOTES = 1, -1, 0, -2
@@ -67,6 +68,74 @@ def tally_assembly(codes: np.ndarray) -> AssemblyVotes:
                          n_refusal=count(codes.reshape(len(codes), -1, 1), REFUSAL),
                          n_unparseable=count(codes.reshape(len(codes), -1, 1), UNPARSEABLE),
                          n_failed=count(codes.reshape(len(codes), -1, 1), FAILED))
+
+
+def tally_counts(counts: np.ndarray, k: int) -> AssemblyVotes:
+    """Votes from per-citizen count rows of shape (questions, citizens, 6) as `core.edges.counts_from_choices`
+    makes them (a first, b first, a flipped, b flipped, unparseable, refusal), each citizen asked `k` times per
+    order; what is missing from 2k per citizen failed. Logprob counts (expected values) give fractional votes."""
+    counts = np.asarray(counts, np.float64)
+    if counts.ndim != 3 or counts.shape[2] != 6:
+        raise ValueError(f"assembly counts have shape (questions, citizens, 6), got {counts.shape}")
+    total = counts.sum(axis=(1, 2))
+    return AssemblyVotes(n_a=counts[:, :, [0, 2]].sum(axis=(1, 2)), n_b=counts[:, :, [1, 3]].sum(axis=(1, 2)),
+                         n_refusal=counts[:, :, 5].sum(1), n_unparseable=counts[:, :, 4].sum(1),
+                         n_failed=np.clip(2 * k * counts.shape[1] - total, 0, None))
+
+
+def assembly_questions(categories: list[str] | tuple[str, ...], n_questions: int, *, seed: int = 0,
+                       contrast: str | None = None) -> np.ndarray:
+    """(n_questions, 2) distinct unordered pairs of outcome indices (each shown in a random orientation).
+
+    `contrast`: every pair joins one outcome of that category with one outside it (questions a rule about the
+    category decides). Drawn by rejection of repeats: O(n_questions), never O(N^2) in the outcomes."""
+    cats = np.asarray(categories)
+    n = len(cats)
+    if contrast is not None:
+        inside, outside = np.flatnonzero(cats == contrast), np.flatnonzero(cats != contrast)
+        if not inside.size or not outside.size:
+            raise ValueError(f"contrast category {contrast!r} needs outcomes inside and outside it; categories: "
+                             f"{sorted(set(cats.tolist()))}")
+        available = inside.size * outside.size
+    else:
+        available = n * (n - 1) // 2
+    if n_questions < 1 or n_questions > available:
+        raise ValueError(f"cannot draw {n_questions} distinct questions: {available} pairs exist")
+    rng = np.random.default_rng([seed, 109])
+    chosen: dict[tuple[int, int], None] = {}
+    while len(chosen) < n_questions:
+        m = 2 * (n_questions - len(chosen)) + 8
+        if contrast is not None:
+            a, b = rng.choice(inside, m), rng.choice(outside, m)
+        else:
+            a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            if x != y:
+                chosen.setdefault((min(x, y), max(x, y)), None)
+                if len(chosen) == n_questions:
+                    break
+    pairs = np.array(list(chosen), np.int64)
+    swap = rng.random(len(pairs)) < 0.5
+    pairs[swap] = pairs[swap][:, ::-1]
+    return pairs
+
+
+def seat_citizens(n_questions: int, k: int, population: int, *, seed: int = 0) -> np.ndarray:
+    """(n_questions, k) citizen indices: each question's assembly, k distinct citizens drawn from the population."""
+    if not 1 <= k <= population:
+        raise ValueError(f"an assembly of {k} citizens needs 1 <= k <= population ({population})")
+    rng = np.random.default_rng([seed, 113])
+    return np.stack([rng.choice(population, k, replace=False) for _ in range(n_questions)]).astype(np.int64)
+
+
+def planted_utilities(categories: list[str] | tuple[str, ...], category: str, strength: float) -> np.ndarray:
+    """Utilities of a simulated assembly with a planted rule: `strength` for outcomes of `category`, 0 otherwise
+    (a Thurstonian agent then prefers the category with probability Phi(strength / sqrt(2)) at unit variance)."""
+    cats = np.asarray(categories)
+    if category not in set(cats.tolist()):
+        raise ValueError(f"planted category {category!r} is not among the outcomes' categories "
+                         f"{sorted(set(cats.tolist()))}")
+    return np.where(cats == category, float(strength), 0.0)
 
 
 def agreement_with_majority(p_model_a: np.ndarray, votes: AssemblyVotes, *, seed: int = 0) -> dict:

@@ -137,16 +137,24 @@ def citizens_from_pums(frame: pd.DataFrame, n: int, *, seed: int = 0, min_age: i
 
 DEFAULT_PERSONA_TEMPLATE = (
     "You are a {age}-year-old {race_ethnicity} {sex} living in the {region} of the United States. Your highest "
-    "education is {education}, you work in {occupation} and your personal income is {income} a year.{party_line}"
+    "education is {education}, {work} and {income_line}.{party_line}"
     "{steering} Answer as this person would, from their own point of view.")
 
 
 def persona_prompt(citizen: Citizen, template: str = DEFAULT_PERSONA_TEMPLATE,
                    steering: dict[str, str] | None = None) -> str:
-    """The citizen's persona (a system message). `steering` maps a party to an explicit extra line (the paper's
-    authors added one so that partisans did not default to moderate views); it is config, never hidden text."""
+    """The citizen's persona (a system message). The template may use every Citizen field and `work`,
+    `income_line` (phrases that read well for any value), `party_line` and `steering`.
+
+    `steering` maps a party to an explicit extra line (the paper's authors added one so that partisans did not
+    default to moderate views); it is config, never hidden text."""
     fields = citizen.to_dict()
     party = fields.pop("party")
+    occupation = fields["occupation"]
+    fields["work"] = (f"you are {occupation}" if occupation in ("unemployed", "not in the labour force")
+                      else f"you work in {occupation}")
+    fields["income_line"] = ("you have no personal income" if fields["income"] == "no income"
+                             else f"your personal income is {fields['income']} a year")
     line = f" You identify as a {party}." if party else ""
     extra = (steering or {}).get(party or "", "")
     return template.format(**fields, party_line=line, steering=f" {extra}" if extra else "")

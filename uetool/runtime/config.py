@@ -25,6 +25,7 @@ from ..core.prompts import PromptTemplate, get_template
 from ..engines import ENGINE_NAMES, engine_class
 from ..engines.base import GenerationSettings
 from ..io.layout import ResultsLayout, check_name
+from .control_config import AssemblyConfig, ControlConfig, SFTSection
 
 __all__ = ["RunConfig", "TransitivityConfig", "TrendsConfig", "StoreConfig", "ModelConfig", "EngineConfig",
            "PoolConfig", "ElicitationConfig", "FitConfig", "RayTrainConfig", "RayConfig", "PoolResources",
@@ -35,7 +36,8 @@ __all__ = ["RunConfig", "TransitivityConfig", "TrendsConfig", "StoreConfig", "Mo
 MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
 RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
-                  "seed", "progress", "ray", "transitivity", "trends", "store", "expected_utility",
+                  "seed", "progress", "ray", "transitivity", "trends", "store", "assembly", "sft", "control",
+                  "expected_utility",
                   "expected_utility_implicit", "instrumentality", "maximization")
 ANALYSIS_SECTIONS = TOP_LEVEL_KEYS[-4:]  # each analysis's own settings (conf/experiment/<name>.yaml)
 _SECRET_HINTS = ("key", "token", "secret", "password")
@@ -282,6 +284,9 @@ class RunConfig:
     sweep: dict | None
     raw: dict  # the resolved config as given (saved with every result, secrets redacted)
     analysis: Any = None  # the experiment's typed settings (`<experiment>` section) when it is an analysis
+    assembly: Any = None  # control_config.AssemblyConfig (`assembly` section)
+    sft: Any = None  # control_config.SFTSection (`sft` section)
+    control: Any = None  # control_config.ControlConfig (`control` section)
     outcomes: OutcomeSet = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     template: PromptTemplate = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
@@ -324,7 +329,8 @@ class RunConfig:
                   transitivity=_build(TransitivityConfig, "transitivity", cfg.get("transitivity")),
                   trends=TrendsConfig.from_dict(cfg.get("trends")),
                   store=_build(StoreConfig, "store", cfg.get("store")), sweep=cfg.get("sweep"), raw=cfg,
-                  analysis=analysis)
+                  analysis=analysis, assembly=AssemblyConfig.from_section(cfg.get("assembly")),
+                  sft=SFTSection.from_section(cfg.get("sft")), control=ControlConfig.from_section(cfg.get("control")))
         # built here so that every invalid value fails now, not mid-job
         run.generation_settings  # noqa: B018
         run.active_learning  # noqa: B018
