@@ -11,11 +11,16 @@ from uetool.core.assembly import (
     NO_VOTES,
     TIE,
     agreement_with_majority,
+    assembly_questions,
+    planted_utilities,
     proportional_labels,
+    seat_citizens,
     sft_label_counts,
     split_by_question,
     tally_assembly,
+    tally_counts,
 )
+from uetool.core.edges import counts_from_choices
 from uetool.core.parsing import FAILED, FIRST, REFUSAL, SECOND, UNPARSEABLE
 
 
@@ -88,3 +93,47 @@ def test_sft_rows_label_each_order_in_the_options_own_label():
     assert flipped[0]["messages"][1]["content"].index("Option one.") < flipped[0]["messages"][1]["content"].index(
         "Option zero.")
     assert original[0]["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
+
+
+def test_tally_from_counts_matches_the_tally_from_codes():
+    codes = _codes()
+    counts = np.stack([counts_from_choices(codes[:, c, 0], codes[:, c, 1]) for c in range(3)], axis=1)
+    from_counts, from_codes = tally_counts(counts, k=1), tally_assembly(codes)
+    for field in ("n_a", "n_b", "n_refusal", "n_unparseable", "n_failed"):
+        assert getattr(from_counts, field).tolist() == getattr(from_codes, field).tolist(), field
+    # logprob counts are expected values: fractional votes, nothing failed
+    soft = np.zeros((1, 2, 6))
+    soft[0, :, :4] = [0.7, 0.3, 0.6, 0.4]
+    votes = tally_counts(soft, k=1)
+    assert np.allclose(votes.p_a, [0.65]) and votes.n_failed.tolist() == [0.0]
+    with pytest.raises(ValueError, match="shape"):
+        tally_counts(np.zeros((2, 3)), k=1)
+
+
+def test_questions_are_distinct_pairs_and_contrast_questions_cross_the_category():
+    cats = ["x"] * 5 + ["y"] * 20
+    pairs = assembly_questions(cats, 60, seed=3)
+    assert len({tuple(sorted(p)) for p in pairs.tolist()}) == 60 and (pairs[:, 0] != pairs[:, 1]).all()
+    assert np.array_equal(pairs, assembly_questions(cats, 60, seed=3))
+    contrast = assembly_questions(cats, 100, seed=1, contrast="x")
+    inside = np.asarray(cats)[contrast] == "x"
+    assert (inside.sum(1) == 1).all() and 0.3 < inside[:, 0].mean() < 0.7  # one side each, random orientation
+    with pytest.raises(ValueError, match="101 distinct questions: 100 pairs"):
+        assembly_questions(cats, 101, contrast="x")
+    with pytest.raises(ValueError, match="inside and outside"):
+        assembly_questions(cats, 3, contrast="z")
+
+
+def test_each_question_seats_distinct_citizens():
+    seats = seat_citizens(200, 6, 40, seed=2)
+    assert seats.shape == (200, 6) and all(len(set(row)) == 6 for row in seats.tolist())
+    assert seats.min() >= 0 and seats.max() < 40 and len(np.unique(seats)) == 40
+    with pytest.raises(ValueError, match="population"):
+        seat_citizens(3, 7, 6)
+
+
+def test_planted_utilities_mark_the_category():
+    u = planted_utilities(["a", "b", "a"], "a", 3.0)
+    assert u.tolist() == [3.0, 0.0, 3.0]
+    with pytest.raises(ValueError, match="not among"):
+        planted_utilities(["a"], "b", 1.0)

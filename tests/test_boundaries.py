@@ -11,6 +11,7 @@ Rules:
 - ``uetool/io``: no ray; nothing from runtime, fit or reporting.
 - ``uetool/reporting``: no ray; nothing from runtime.
 - ``uetool/analyses`` is pure like core (it may use core).
+- ``uetool/sft``: no hydra or omegaconf; nothing from runtime or reporting.
 - Nowhere (uetool/, jobs/, benchmarks/, tests/) is a private name (``_x``, not ``__x__``) imported from another
   first-level package of uetool (core, engines, io, fit, runtime, reporting, data); the same package may.
 """
@@ -50,6 +51,8 @@ BOUNDARY_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "io": ("uetool/io", ("ray", "uetool.runtime", "uetool.fit", "uetool.reporting")),
     "reporting": ("uetool/reporting", ("ray", "uetool.runtime")),
     "fit": ("uetool/fit", ("uetool.runtime", "uetool.reporting", "hydra", "omegaconf")),
+    # SFT: Ray Train, TRL, DeepSpeed; typed options in, files out (no Hydra, no jobs, no drawing)
+    "sft": ("uetool/sft", ("hydra", "omegaconf", "uetool.runtime", "uetool.reporting")),
     # the analyses are pure too: items and metrics over the core, nothing that runs, stores or draws
     "analyses": ("uetool/analyses", ("ray", "torch", "hydra", "omegaconf", "matplotlib", "uetool.engines",
                                      "uetool.runtime", "uetool.io", "uetool.fit", "uetool.reporting")),

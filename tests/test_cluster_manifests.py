@@ -110,7 +110,7 @@ def test_launcher_config_is_valid_and_shaped():
     assert head["resources"].get("GPU", 0) == 0  # CPU head: no GPU work there
     assert any("--num-gpus=0" in cmd for cmd in config["head_start_ray_commands"])
     gpu = _launcher_gpu_types()
-    assert {name: t["GPU"] for name, t in gpu.items()} == {"gpu-1x": 1, "gpu-8x": 8}
+    assert {name: t["GPU"] for name, t in gpu.items()} == {"gpu-1x": 1, "gpu-8x": 8, "train-8x": 8}
     for name in gpu:
         node_type = config["available_node_types"][name]
         assert 0 <= node_type["min_workers"] <= node_type["max_workers"]
@@ -122,7 +122,8 @@ def test_launcher_config_is_valid_and_shaped():
 
 
 def test_kuberay_manifests_have_required_fields_and_gpu_groups():
-    for path, kind in (("kuberay/raycluster.yaml", "RayCluster"), ("kuberay/rayjob.yaml", "RayJob")):
+    for path, kind in (("kuberay/raycluster.yaml", "RayCluster"), ("kuberay/rayjob.yaml", "RayJob"),
+                       ("kuberay/rayjob-control.yaml", "RayJob")):
         doc = _load(path)
         assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == kind
         assert doc["metadata"]["name"] and doc["spec"]
@@ -152,11 +153,13 @@ def test_no_secret_values_anywhere_in_cluster():
     assert not [k for k in runtime_env.get("env_vars", {}) if SECRET_NAME.search(k)]
 
 
-@pytest.mark.parametrize("manifest", ["raycluster", "rayjob"])
+@pytest.mark.parametrize("manifest", ["raycluster", "rayjob", "rayjob-control"])
 def test_api_keys_come_from_secret_key_refs(manifest):
     required = _api_key_envs() | {"HF_TOKEN"}
     assert {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "XAI_API_KEY"} <= required
-    for container in _containers(_cluster_specs()[manifest]):
+    spec = (_load("kuberay/rayjob-control.yaml")["spec"]["rayClusterSpec"] if manifest == "rayjob-control"
+            else _cluster_specs()[manifest])
+    for container in _containers(spec):
         env = {e["name"]: e for e in container.get("env", [])}
         assert required <= set(env), f"{container['name']} lacks {sorted(required - set(env))}"
         for name, entry in env.items():
@@ -197,3 +200,44 @@ def test_replica_placement_groups_fit_a_node_type():
             assert fits, (source, model["key"], bundles)
             assert ("gpu-1x" in fits) == (tp == 1), (source, model["key"])
     assert tps == {1, 2, 4, 8}
+
+
+def test_sft_node_types_exist_in_the_cluster_and_hold_their_models():
+    """conf/sft node types are the launcher's and the control RayJob's training nodes, and the memory arithmetic
+    (uetool.sft.ds_config) says each config fits its node type."""
+    from uetool.runtime.control_config import SFTSection
+    from uetool.sft.ds_config import NodeType, check_fits, memory_per_gpu
+
+    launcher = _load("cluster.yaml")["available_node_types"]["train-8x"]
+    job = _load("kuberay/rayjob-control.yaml")["spec"]
+    (group,) = job["rayClusterSpec"]["workerGroupSpecs"]
+    assert group["groupName"] == "train-8x" and "jobs.control" in job["entrypoint"]
+    (container,) = group["template"]["spec"]["containers"]
+    assert int(container["resources"]["limits"]["nvidia.com/gpu"]) == launcher["resources"]["GPU"] == 8
+    checked = 0
+    for path in sorted((ROOT / "conf" / "sft").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        merged: dict = {}
+        for parent in raw.get("defaults", []):  # the configs inherit from one another
+            if parent != "_self_":
+                merged.update(yaml.safe_load((path.parent / f"{parent}.yaml").read_text()))
+                for grand in merged.pop("defaults", []):
+                    if grand != "_self_":
+                        merged = {**yaml.safe_load((path.parent / f"{grand}.yaml").read_text()), **merged}
+        merged.pop("defaults", None)
+        merged.update({k: v for k, v in raw.items() if k != "defaults"})
+        merged.pop("defaults", None)
+        sft = SFTSection.from_section(merged)
+        if sft.node_type is None:
+            continue
+        node = NodeType(**sft.node_type)
+        assert node.gpus == 8 and node.gpu_memory_gib == int(launcher["labels"][GPU_MEMORY_LABEL])
+        arch = sft.architecture
+        ds = sft.deepspeed or {}
+        estimate = memory_per_gpu(arch["parameters"], gpus=sft.num_workers, hidden_size=arch["hidden_size"],
+                                  layers=arch["layers"], tokens_per_gpu=sft.per_device_batch_size * sft.max_length,
+                                  stage=ds.get("stage", 3), offload_optimizer=bool(ds.get("offload_optimizer")),
+                                  gpus_per_node=node.gpus, gradient_checkpointing=sft.gradient_checkpointing)
+        check_fits(estimate, node)
+        checked += 1
+    assert checked == 3

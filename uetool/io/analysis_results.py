@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 from .files import write_atomic
 from .results import json_safe
 
-__all__ = ["write_analysis_results", "read_analysis"]
+__all__ = ["write_analysis_results", "read_analysis", "write_parquet"]
 
 
-def _parquet(fs, path: str, frame: pd.DataFrame) -> None:
+def write_parquet(fs, path: str, frame: pd.DataFrame) -> None:
+    """One frame as one Parquet file, written atomically (pandas reads it back as is)."""
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
     write_atomic(fs, path, sink.getvalue().to_pybytes())
@@ -33,9 +34,9 @@ def write_analysis_results(fs, out_dir: str, utilities: pd.DataFrame, edges: pd.
                            headline: dict, items: pd.DataFrame, config_yaml: str, provenance: dict) -> None:
     """Write the data files (the runtime adds analysis.png and summary.txt, for people, after them)."""
     fs.create_dir(out_dir, recursive=True)
-    _parquet(fs, f"{out_dir}/utilities.parquet", utilities)
-    _parquet(fs, f"{out_dir}/edges.parquet", edges)
-    _parquet(fs, f"{out_dir}/items.parquet", items)
+    write_parquet(fs, f"{out_dir}/utilities.parquet", utilities)
+    write_parquet(fs, f"{out_dir}/edges.parquet", edges)
+    write_parquet(fs, f"{out_dir}/items.parquet", items)
     write_atomic(fs, f"{out_dir}/metrics.json", json.dumps(json_safe(metrics), indent=2).encode())
     write_atomic(fs, f"{out_dir}/analysis.json", json.dumps(json_safe(headline), indent=2).encode())
     write_atomic(fs, f"{out_dir}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())

@@ -39,7 +39,7 @@ from ..core.census import citizens_from_marginals, impute_party, load_census
 from ..core.citizens import DEFAULT_PERSONA_TEMPLATE, Citizen, citizens_from_pums, persona_prompt
 from ..core.progress import progress_bar
 from ..core.thurstonian import fit_thurstonian
-from ..io.analysis_results import _parquet
+from ..io.analysis_results import write_parquet
 from ..io.files import remove_temporary_files, write_atomic
 from ..io.results import json_safe, utilities_frame
 from ..io.store import ResponseStore
@@ -234,10 +234,10 @@ def _write(run, citizens_cfg, out_dir, citizens, personas, pairs, seats, counts,
                             "n_b_orig": flat[:, 1], "n_a_flip": flat[:, 2], "n_b_flip": flat[:, 3],
                             "n_unparseable": flat[:, 4], "n_refusal": flat[:, 5]})
     people = pd.DataFrame([{"citizen": i, **c.to_dict(), "persona": personas[i]} for i, c in enumerate(citizens)])
-    _parquet(fs, f"{out_dir}/questions.parquet", questions)
-    _parquet(fs, f"{out_dir}/answers.parquet", answers)
-    _parquet(fs, f"{out_dir}/citizens.parquet", people)
-    _parquet(fs, f"{out_dir}/utilities.parquet", utilities_frame(o, fit))
+    write_parquet(fs, f"{out_dir}/questions.parquet", questions)
+    write_parquet(fs, f"{out_dir}/answers.parquet", answers)
+    write_parquet(fs, f"{out_dir}/citizens.parquet", people)
+    write_parquet(fs, f"{out_dir}/utilities.parquet", utilities_frame(o, fit))
     write_atomic(fs, f"{out_dir}/metrics.json", json.dumps(json_safe(metrics), indent=2).encode())
     write_atomic(fs, f"{out_dir}/config.yaml", redacted_yaml(run.raw).encode())
     prov = run_provenance(citizens_cfg, device)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.assembly import AssemblyVotes, agreement_with_majority, sft_label_counts, sft_rows, split_by_question
-from ..io.analysis_results import _parquet
+from ..io.analysis_results import write_parquet
 from ..io.files import write_atomic
 from ..io.results import json_safe
 from ..io.store import ResponseStore
@@ -272,8 +272,8 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
     steps = pd.DataFrame({"step": history["step"], "loss": losses})
     throughput = pd.DataFrame(history["throughput"], columns=["step", "tokens_per_s_per_worker"])
     steps = steps.merge(throughput, on="step", how="left")
-    _parquet(fs, f"{out_dir}/agreement.parquet", frame)
-    _parquet(fs, f"{out_dir}/history.parquet", steps)
+    write_parquet(fs, f"{out_dir}/agreement.parquet", frame)
+    write_parquet(fs, f"{out_dir}/history.parquet", steps)
     write_atomic(fs, f"{out_dir}/control.json", json.dumps(json_safe(headline), indent=2).encode())
     write_atomic(fs, f"{out_dir}/config.yaml", redacted_yaml(run.raw).encode())
     from ..reporting.control_report import write_control_report

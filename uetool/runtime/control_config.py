@@ -70,7 +70,7 @@ class SFTSection:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     epochs: float = 2.0
-    learning_rate: float = 1e-5
+    learning_rate: float = 2e-5
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0

@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 __all__ = ["SFTOptions", "LoraOptions", "train_sft", "TrainedModel", "HISTORY_FILE", "FAULT_ENV"]
 
 HISTORY_FILE = "train_history.json"
-# test hook for the resume path: "<step>:<marker file>" makes rank 1 die (os._exit) at that step once, the marker
-# recording that it did; a real crash of a worker process, which Ray Train answers by restarting the group
+# test hook for the resume path, read from the driver's environment: "<step>:<marker file>" makes rank 1 die
+# (os._exit) at that step once, the marker recording that it did; a real crash of a worker process, which Ray Train
+# answers by restarting the group
 FAULT_ENV = "UETOOL_SFT_KILL_AT_STEP"
 
 
@@ -77,7 +78,7 @@ class _History:
     """A TrainerCallback (built lazily so that importing this module needs no transformers): loss per logging
     step from the trainer's own log (restored on resume), and tokens/s per worker measured in this attempt."""
 
-    def __new__(cls, world_size: int, rank: int):
+    def __new__(cls, world_size: int, rank: int, fault: str | None = None):
         from transformers import TrainerCallback
 
         class History(TrainerCallback):
@@ -101,7 +102,6 @@ class _History:
                     self._last = (now, tokens)
 
             def on_step_end(self, args, state, control, **kwargs):
-                fault = os.environ.get(FAULT_ENV)
                 if fault and self.rank == 1:
                     step, marker = fault.split(":", 1)
                     if state.global_step == int(step) and not os.path.exists(marker):
@@ -170,7 +170,7 @@ def _train_loop(config: dict) -> None:
         lora = options["lora"]
         peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                  target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM")
-    history = _History(world_size, rank)
+    history = _History(world_size, rank, config.get("fault"))
     trainer = SFTTrainer(model=config["model_path"], args=args, train_dataset=_read_split(config["train_path"]),
                          processing_class=tokenizer, peft_config=peft_config, callbacks=[history])
     trainer.add_callback(RayTrainReportCallback())
@@ -221,7 +221,6 @@ def train_sft(model_path: str, train_path: str, output_path: str, options: SFTOp
     Ray Train keeps its checkpoints under `storage_path/run_name` (a local path or any pyarrow URI); a run started
     again with the same name resumes from the latest of them.
     """
-    import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -231,7 +230,7 @@ def train_sft(model_path: str, train_path: str, output_path: str, options: SFTOp
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={"options": raw, "model_path": model_path, "train_path": train_path,
-                           "staging_path": staging},
+                           "staging_path": staging, "fault": os.environ.get(FAULT_ENV)},
         torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=options.num_workers, use_gpu=options.use_gpu,
                                      resources_per_worker={"CPU": options.cpus_per_worker}),
@@ -253,5 +252,4 @@ def train_sft(model_path: str, train_path: str, output_path: str, options: SFTOp
     with open(os.path.join(output_path, HISTORY_FILE)) as f:
         history = json.load(f)
     checkpoint = result.checkpoint.path if result.checkpoint is not None else None
-    _ = ray.train  # imported for its side effect of registering the V2 API before TorchTrainer
     return TrainedModel(path=output_path, history=history, checkpoint_path=checkpoint)
