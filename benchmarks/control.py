@@ -29,7 +29,7 @@ from _report import print_result  # benchmarks/ is on sys.path when run as a scr
 ROOT = Path(__file__).resolve().parent.parent
 # sized for 2 CPU cores, where SFT of SmolLM2 runs at ~65 tokens/s per worker (bf16 autocast; ~50 in fp32): 300
 # questions (240 train, 60 held out) answered by assemblies of 3 citizens, 6 examples per question, one epoch
-SIZE = ["assembly.citizens_per_question=3", "sft.epochs=1", "sft.bf16=true", "sft.save_steps=15"]
+SIZE = ["assembly.citizens_per_question=3", "sft.epochs=1", "sft.bf16=true", "sft.save_steps=30"]
 FULL = [*SIZE, "sft.learning_rate=1e-4"]
 LORA = [*SIZE, "sft.learning_rate=1e-3", "sft.lora={r:16,alpha:32,dropout:0.05}"]
 

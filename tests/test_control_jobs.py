@@ -146,7 +146,8 @@ def test_lora_adapter_is_trained_and_merged(ray_cluster, tiny_model, tmp_path):
 
 def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     done = _job("jobs.control", tmp_path, "model=tiny-random", "assembly=planted_animals", "outcomes=main",
-                "assembly.n_questions=40", "sft.epochs=1", "sft.save_steps=5", "sft.learning_rate=1e-3")
+                "assembly.n_questions=40", "sft.epochs=1", "sft.save_steps=5", "sft.learning_rate=1e-3",
+                "control.coherence_outcomes=quickstart", "transitivity.n_triads=200")
     assert done.returncode == 0, done.stderr[-4000:]
     out = tmp_path / "control" / "default" / "tiny-random"
     h = json.loads((out / "control.json").read_text())
@@ -156,9 +157,18 @@ def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     assert h["train_loss_last"] < h["train_loss_first"] and h["train_tokens_per_s"] > 0
     assert h["asked_before"]["asked"] == 16 and h["asked_after"]["asked"] == 16  # the tuned model was asked anew
     assert h["capability_before"]["n_mc"] == h["capability_after"]["n_mc"] == 20
+    assert set(h["coherence"]) >= {"holdout_accuracy", "hard_cycle_rate"}  # compute_utilities before and after
+    assert (tmp_path / "compute_utilities" / "tiny-random.control-default" / "utilities.parquet").exists()
     train, test = (pd.read_parquet(out / "data" / f"{s}.parquet") for s in ("train", "test"))
     assert not set(train["question"]) & set(test["question"])  # split by question, never by sample
-    assert train["prompt"].str.contains("<|im_start|>assistant", regex=False).all()  # the model's chat template
+    from transformers import AutoTokenizer
+
+    from uetool.engines.weights import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("builtin:tiny-random"))
+    messages = [dict(m) for m in train["messages"].iloc[0]]
+    assert train["prompt"].iloc[0] == tokenizer.apply_chat_template(messages[:-1], tokenize=False,
+                                                                    add_generation_prompt=True)  # its chat template
     assert (train["text"] == train["prompt"] + train["completion"]).all()
     assert set(train["label"]) <= {"A", "B"}
     agreement = pd.read_parquet(out / "agreement.parquet")
@@ -166,7 +176,7 @@ def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     assert (out / "tuned" / "model.safetensors").exists() and (out / "report.html").exists()
     assert list((out / "ray_train" / "sft").glob("checkpoint_*"))
     tuned_store = ResponseStore(str(tmp_path), "tiny-random.control-default")
-    assert len(tuned_store) == 16
+    assert tuned_store.count_rows() == len(tuned_store) > 16  # held-out questions + coherence run, each once
     again = _job("jobs.control", tmp_path, "model=tiny-random", "assembly=planted_animals", "outcomes=main",
                  "assembly.n_questions=40", "sft.epochs=1", "sft.save_steps=5", "sft.learning_rate=1e-3",
                  "control.capability=false")

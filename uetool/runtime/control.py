@@ -122,14 +122,34 @@ def model_preferences(run: RunConfig, pairs: np.ndarray, *, pool=None) -> tuple[
     return p, {"requests": s.requests, "asked": s.asked, "reused": s.reused, "failed": s.failed_requests}
 
 
-def _eval_run(run: RunConfig, model: dict | None = None) -> RunConfig:
+def _eval_run(run: RunConfig, model: dict | None = None, outcomes_source: str | None = None) -> RunConfig:
+    """The run asking `model` (None: the run's own) as the held-out questions are asked: `control.eval_mode` and
+    `eval_k`, over the run's outcomes or the set at `outcomes_source`."""
+    from ..core.outcomes import load_outcomes
+
     cfg = dict(run.raw)
     if model is not None:
         cfg["model"] = model
     c = run.control
     cfg["elicitation"] = {**dict(cfg.get("elicitation") or {}), "mode": c.eval_mode, "k": c.eval_k}
     cfg["experiment"] = {"name": "compute_utilities"}
-    return RunConfig.from_dict(cfg, outcomes=run.outcomes)
+    outcomes = run.outcomes
+    if outcomes_source is not None:
+        cfg["outcomes"] = {"name": Path(outcomes_source).stem, "source": outcomes_source}
+        outcomes = load_outcomes(outcomes_source)
+    return RunConfig.from_dict(cfg, outcomes=outcomes)
+
+
+COHERENCE_METRICS = ("holdout_accuracy", "holdout_log_loss", "average_confidence", "log10_cycle_probability",
+                     "hard_cycle_rate", "position_bias")
+
+
+def _coherence(run: RunConfig, model: dict | None) -> dict:
+    """compute_utilities on `control.coherence_outcomes` for the base model (None) or the tuned one, elicited as
+    the held-out questions are; its results land in `<root>/compute_utilities/<model key>/` as any run's."""
+    from .compute import compute_utilities
+
+    return compute_utilities(_eval_run(run, model, str(run.control.coherence_outcomes)))["metrics"]
 
 
 def _weights_digest(path: str) -> str:
@@ -246,6 +266,13 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
     agreement_after = agreement_with_majority(p_after, test_votes, seed=run.seed)
     capability_after = _capability(serve_path, run.seed, 1) if c.capability else None
     timings["after"] = time.perf_counter() - after_started
+    coherence = None
+    if c.coherence_outcomes:
+        coherence_started = time.perf_counter()
+        before = _coherence(run, None)
+        after = _coherence(run, _tuned_model(run, serve_path))
+        coherence = {k: [before[k], after[k]] for k in COHERENCE_METRICS if k in before and k in after}
+        timings["coherence"] = time.perf_counter() - coherence_started
     timings["total"] = time.perf_counter() - started
 
     history = trained.history
@@ -260,7 +287,7 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
         "train_loss_last": float(losses[-1]) if losses else float("nan"),
         "train_tokens_per_s": float(np.median(rates)) if rates else float("nan"),  # per worker
         "train_steps": history["global_step"], "num_workers": sft.num_workers,
-        "capability_before": capability_before, "capability_after": capability_after,
+        "capability_before": capability_before, "capability_after": capability_after, "coherence": coherence,
         "asked_before": asked_before, "asked_after": asked_after, "timings": timings,
         "checkpoint": trained.checkpoint_path, "tuned_path": tuned_dir, "deepspeed": sft.options(run.seed).deepspeed,
         "lora": sft.lora}
@@ -323,6 +350,8 @@ def _summary(h: dict) -> str:
         cb, ca = h["capability_before"], h["capability_after"]
         lines.append(f"capability: held-out text loss {cb['text_loss']:.3f} -> {ca['text_loss']:.3f}; two-option "
                      f"accuracy {cb['mc_accuracy']:.2f} -> {ca['mc_accuracy']:.2f}")
+    for name, (before, after) in (h.get("coherence") or {}).items():
+        lines.append(f"coherence {name}: {before:.3f} -> {after:.3f}")
     lines.append(f"wall {h['timings']['total']:.0f} s (assembly {h['timings']['assembly']:.0f}, train "
                  f"{h['timings']['train']:.0f})")
     return "\n".join(lines)

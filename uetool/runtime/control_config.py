@@ -141,6 +141,7 @@ class ControlConfig:
     eval_mode: str = "logprob"  # how the model is asked before and after tuning (logprob: P(A), no sampling)
     eval_k: int = 1
     capability: bool = True  # loss on held-out text and accuracy on the project's multiple-choice set
+    coherence_outcomes: str | None = None  # an outcome set (name or path): compute_utilities before and after
     dry_run: bool = False  # build the DeepSpeed config and check memory against sft.node_type, then stop
 
     def __post_init__(self) -> None:

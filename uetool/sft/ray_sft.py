@@ -159,6 +159,9 @@ def _train_loop(config: dict) -> None:
         gradient_accumulation_steps=options["gradient_accumulation_steps"], max_length=options["max_length"],
         bf16=options["bf16"], use_cpu=not options["use_gpu"], gradient_checkpointing=options["gradient_checkpointing"],
         logging_steps=1, save_strategy="steps", save_steps=options["save_steps"], save_only_model=False,
+        # the trainer's own copy of each checkpoint is scratch once Ray Train has stored it: keep only the newest
+        # (a full ZeRO-3 checkpoint is 16 bytes per parameter)
+        save_total_limit=1,
         seed=options["seed"], data_seed=options["seed"], report_to=list(options["report_to"]) or "none",
         deepspeed=options["deepspeed"] or None, completion_only_loss=True, dataset_num_proc=None,
         model_init_kwargs={"dtype": torch.bfloat16 if options["bf16"] else torch.float32},
