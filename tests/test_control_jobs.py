@@ -177,9 +177,3 @@ def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     assert list((out / "ray_train" / "sft").glob("checkpoint_*"))
     tuned_store = ResponseStore(str(tmp_path), "tiny-random.control-default")
     assert tuned_store.count_rows() == len(tuned_store) > 16  # held-out questions + coherence run, each once
-    again = _job("jobs.control", tmp_path, "model=tiny-random", "assembly=planted_animals", "outcomes=main",
-                 "assembly.n_questions=40", "sft.epochs=1", "sft.save_steps=5", "sft.learning_rate=1e-3",
-                 "control.capability=false")
-    assert again.returncode == 0, again.stderr[-4000:]
-    h2 = json.loads((out / "control.json").read_text())
-    assert h2["asked_before"]["asked"] == 0  # the base model's answers come from its store

@@ -73,3 +73,17 @@ def test_70b_dry_run_builds_the_config_and_fails_clearly_on_a_small_node(tmp_pat
     assert small.returncode == 2
     assert "8xL4-24GB x 1 cannot train 70.6B parameters on 8 GPUs" in small.stderr
     assert "host memory" in small.stderr  # 847 GB of Adam state do not fit 512 GB of host memory
+
+
+def test_memory_check_counts_a_local_models_parameters_from_its_config(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from tests.conftest import compose
+    from uetool.runtime.config import RunConfig
+    from uetool.runtime.control import memory_check
+
+    run = RunConfig.from_dict(compose(["model=tiny-random", f"model.path={tiny_model}"]))
+    check = memory_check(run)  # no sft.architecture: counted from config.json, no weights loaded
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert check["memory"]["parameters"] == sum(p.numel() for p in model.parameters())
+    assert check["deepspeed"]["zero_optimization"]["stage"] == 3 and "fits" not in check
