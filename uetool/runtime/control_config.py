@@ -124,15 +124,10 @@ class SFTSection:
             if "target_modules" in values:
                 values["target_modules"] = tuple(values["target_modules"])
             lora = LoraOptions(**values)
-        return SFTOptions(num_workers=self.num_workers, use_gpu=self.use_gpu, cpus_per_worker=self.cpus_per_worker,
-                          epochs=self.epochs, learning_rate=self.learning_rate, lr_scheduler=self.lr_scheduler,
-                          warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
-                          per_device_batch_size=self.per_device_batch_size,
-                          gradient_accumulation_steps=self.gradient_accumulation_steps, max_length=self.max_length,
-                          bf16=self.bf16, gradient_checkpointing=self.gradient_checkpointing,
-                          save_steps=self.save_steps, checkpoints_to_keep=self.checkpoints_to_keep,
-                          max_failures=self.max_failures, seed=seed, report_to=self.report_to, deepspeed=ds,
-                          lora=lora)
+        # the trainer's options are this section's fields of the same names, plus the seed and the built configs
+        shared = {f.name: getattr(self, f.name) for f in fields(SFTOptions) if f.name not in ("seed", "deepspeed",
+                                                                                           "lora")}
+        return SFTOptions(**shared, seed=seed, deepspeed=ds, lora=lora)
 
 
 @dataclass(frozen=True)
