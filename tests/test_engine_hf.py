@@ -67,6 +67,47 @@ def test_sample_mode_prefills_each_prompt_once_and_draws_the_same_samples(tiny_m
     assert got == [r.texts for r in reused.answer_requests(requests, settings)]  # the seed decides, run after run
 
 
+def test_a_requests_samples_do_not_depend_on_the_batch_it_lands_in(tiny_model):
+    settings = GenerationSettings(mode="sample", k=3, temperature=1.0, max_tokens=6, seed=5)
+    requests = _requests([(0, 7), (1, 12), (3, 4), (9, 2)])  # different lengths: padding differs per batch
+    together = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=8)
+    alone = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=1)
+    got = [r.texts for r in together.answer_requests(requests, settings)]
+    assert got == [r.texts for r in alone.answer_requests(requests, settings)]
+    assert got[1:] == [r.texts for r in together.answer_requests(requests[1:], settings)]
+    reseeded = together.answer_requests(requests[:1], GenerationSettings(**{**settings.__dict__, "seed": 6}))
+    assert reseeded[0].texts != got[0]
+
+
+def test_greedy_decoding_matches_transformers_generate(tiny_model):
+    import torch
+
+    engine = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=4)
+    requests = _requests([(0, 7), (1, 12)])
+    settings = GenerationSettings(mode="sample", k=2, temperature=0.0, max_tokens=7, seed=0)
+    got = [r.texts for r in engine.answer_requests(requests, settings)]
+    for request, texts in zip(requests, got, strict=True):
+        ids = torch.tensor(engine._ids([request], 7))
+        with torch.inference_mode():
+            out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=7,
+                                        do_sample=False, pad_token_id=engine.tokenizer.pad_token_id)
+        want = engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        assert texts == [want, want]
+
+
+def test_decoding_stops_at_the_end_of_turn(tiny_model):
+    import torch
+
+    engine = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=4)
+    request = _requests([(0, 7)])[:1]
+    greedy = GenerationSettings(mode="sample", k=1, temperature=0.0, max_tokens=7, seed=0)
+    full = engine.answer_requests(request, greedy)[0].texts[0]
+    tokens = engine.tokenizer(full, add_special_tokens=False)["input_ids"]
+    stop = next(j for j in range(1, len(tokens)) if tokens[j] not in tokens[:j])
+    engine._eos_ids = torch.tensor([tokens[stop]])  # pretend that token ends the turn
+    assert engine.answer_requests(request, greedy)[0].texts[0] == engine.tokenizer.decode(tokens[:stop])
+
+
 def test_the_batch_protocol_serves_all_three_modes(tiny_model):
     from uetool.engines.base import RequestBatch
 

@@ -2,8 +2,9 @@
 
 Prompt KV caches are reused (`prefix_cache`): logprob mode computes the prompt prefix every request shares (chat
 template, system turn and the template's opening text: 43 of a paper prompt's ~92 tokens on SmolLM2) once, runs
-each batch only on what follows it and reads the logits of the last position alone; sample mode runs each prompt
-once for its K samples instead of K times.
+each batch only on what follows it and reads the logits of the last position alone; sample mode does the same
+prefill for a batch of prompts, runs each prompt once for its K samples instead of K times, and decodes all rows
+together, each request drawing from its own seeded generator.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ class HFEngine(PerRequestEngine):
         # transformers 5.2x renamed `past_key_values` (in and out) to `cache`
         self._cache_name = "cache" if "cache" in forward else "past_key_values"
         self._torch = torch
+        # where a reply ends: the generation config's end tokens (a chat model's end of turn) and the tokenizer's
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if self.tokenizer.eos_token_id is not None:
+            eos.append(self.tokenizer.eos_token_id)
+        self._eos_ids = torch.tensor(sorted(set(eos)), dtype=torch.long)
 
     def _ids(self, requests: list[ElicitationRequest], reply_tokens: int) -> list[list[int]]:
         # outcome texts stay text: a special token's text in a description is not a turn marker
@@ -89,35 +96,64 @@ class HFEngine(PerRequestEngine):
         return out
 
     def _sample(self, batch: list[ElicitationRequest], settings: GenerationSettings) -> list[ElicitationResult]:
-        """K samples per request, the K drawn as one batch of K sequences with a per-request seed."""
-        torch = self._torch
+        """K samples per request, drawn for many requests in one batch of sequences.
+
+        Each request's prompt is prefilled once (after the shared prefix, as in logprob mode) and its cache repeated
+        K ways; a decoding loop then feeds one token per row per step. Each request draws from its own generator,
+        seeded by its key (`request_seed`), so its samples do not depend on the batch it lands in. Sampling is plain
+        temperature sampling over the whole vocabulary (no top-k/top-p), as the paper's T=1 answers; T=0 is greedy,
+        computed once and repeated K times.
+        """
         do_sample = settings.temperature > 0
+        k = settings.k if do_sample else 1
+        ids = self._ids(batch, settings.max_tokens)
+        per_pass = max(1, self.batch_size // k)  # rows (requests x K) per pass stay within max(batch_size, K)
         results = []
-        for request in batch:
-            enc = self._encode(self._ids([request], settings.max_tokens))
-            k = settings.k if do_sample else 1
-            with torch.inference_mode():
-                inputs = self._generate_inputs(enc, k)
-                torch.manual_seed(request_seed(request, settings.seed))
-                generated = self.model.generate(
-                    **inputs, max_new_tokens=settings.max_tokens, do_sample=do_sample,
-                    temperature=settings.temperature if do_sample else None, top_p=None, top_k=None,
-                    pad_token_id=self.tokenizer.pad_token_id)
-            texts = self.tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            results.append(ElicitationResult(request.key, texts=texts if do_sample else texts * settings.k))
+        for start in range(0, len(batch), per_pass):
+            chunk = batch[start:start + per_pass]
+            texts = self._decode(chunk, ids[start:start + per_pass], k, settings)
+            for i, request in enumerate(chunk):
+                own = texts[i * k:(i + 1) * k]
+                results.append(ElicitationResult(request.key, texts=own if do_sample else own * settings.k))
         return results
 
-    def _generate_inputs(self, enc, k: int) -> dict:
-        """generate() inputs for k samples of one prompt. With `prefix_cache` the prompt's KV cache is computed
-        once, not once per sample (num_return_sequences copies the prompt k times before the prefill): every
-        prompt token but the last is run here and the cache repeated k ways; generate() then runs only the last
-        token and the new ones. The same seed draws the same samples either way (the logits agree to ~1e-6)."""
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        if not self.prefix_cache or k < 2 or ids.shape[1] < 2:
-            return {**enc, "num_return_sequences": k}
-        cache = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True)[self._cache_name]
-        cache.batch_repeat_interleave(k)
-        return {"input_ids": ids.repeat(k, 1), "attention_mask": mask.repeat(k, 1), self._cache_name: cache}
+    def _decode(self, chunk: list[ElicitationRequest], ids: list[list[int]], k: int,
+                settings: GenerationSettings) -> list[str]:
+        """The generated texts of `chunk`'s requests, k rows per request in request order."""
+        torch = self._torch
+        with torch.inference_mode():
+            prefix = self._shared_prefix(ids) if self.prefix_cache else ()
+            logits, cache, mask = self._last_logits(ids, prefix, keep_cache=True)
+            if k > 1:
+                cache.batch_repeat_interleave(k)
+                logits, mask = logits.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
+            positions = torch.tensor([len(row) for row in ids]).repeat_interleave(k)
+            rows = len(positions)
+            generators = [torch.Generator().manual_seed(request_seed(r, settings.seed)) for r in chunk]
+            finished = torch.zeros(rows, dtype=torch.bool)
+            steps = []
+            for step in range(settings.max_tokens):
+                if settings.temperature > 0:
+                    probs = torch.softmax(logits.float().cpu() / settings.temperature, dim=-1)
+                    token = torch.cat([torch.multinomial(probs[i * k:(i + 1) * k], 1, generator=g)[:, 0]
+                                       for i, g in enumerate(generators)])
+                else:
+                    token = logits.float().cpu().argmax(-1)
+                token = torch.where(finished, self.tokenizer.pad_token_id, token)
+                steps.append(token)
+                finished |= torch.isin(token, self._eos_ids)
+                if bool(finished.all()) or step == settings.max_tokens - 1:
+                    break
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype)], 1)
+                out = self.model(input_ids=token[:, None].to(self.device), attention_mask=mask.to(self.device),
+                                 position_ids=positions[:, None].to(self.device), use_cache=True,
+                                 **{self._cache_name: cache}, **self._last_only)
+                positions = positions + 1
+                logits, cache = out.logits[:, -1, :], out[self._cache_name]
+        generated = torch.stack(steps, 1).tolist() if steps else [[] for _ in range(rows)]
+        eos = set(self._eos_ids.tolist())
+        cut = [next((row[:j] for j, t in enumerate(row) if t in eos), row) for row in generated]
+        return self.tokenizer.batch_decode(cut, skip_special_tokens=True)
 
     def _logprob(self, batch: list[ElicitationRequest]) -> list[ElicitationResult]:
         torch = self._torch
@@ -156,9 +192,10 @@ class HFEngine(PerRequestEngine):
         self._prefix = (prefix, out[self._cache_name])
         return prefix
 
-    def _last_logits(self, ids: list[list[int]], prefix: tuple[int, ...]):
+    def _last_logits(self, ids: list[list[int]], prefix: tuple[int, ...], keep_cache: bool = False):
         """Next-token logits after each row: its tokens after `prefix` (whose KV cache is reused), left-padded,
-        positions counted on from the prefix so that padding changes nothing."""
+        positions counted on from the prefix so that padding changes nothing. With `keep_cache`, also the rows'
+        KV cache and attention mask, for decoding on."""
         torch = self._torch
         start, rows = len(prefix), [row[len(prefix):] for row in ids]
         width = max(len(row) for row in rows)
@@ -177,7 +214,9 @@ class HFEngine(PerRequestEngine):
             cache.batch_repeat_interleave(len(rows))
             extra[self._cache_name] = cache
         out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=positions.to(self.device), **extra, **self._last_only)
+                         position_ids=positions.to(self.device), use_cache=keep_cache, **extra, **self._last_only)
+        if keep_cache:
+            return out.logits[:, -1, :], out[self._cache_name], mask
         return out.logits[:, -1, :]
 
     def close(self) -> None:
