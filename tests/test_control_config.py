@@ -45,8 +45,15 @@ def test_sections_compose_and_type():
     ("+sft.deepspeed.zero=3", "unknown `sft.deepspeed` keys ['zero']"),
     ("sft.test_fraction=1.5", "`sft.test_fraction` must be in (0, 1)"),
     ("control.eval_mode=generate", "`control.eval_mode` must be sample or logprob"),
+    ("control.maximization=3", "`control.maximization` must be true or false"),
 ])
 def test_bad_values_are_named(override, message):
     with pytest.raises(ValueError) as err:
         RunConfig.from_dict(compose([override]))
     assert message in str(err.value)
+
+
+def test_a_maximization_typo_fails_before_the_control_job_trains():
+    with pytest.raises(ValueError, match=r"unknown `maximization` keys \['top'\]"):
+        RunConfig.from_dict(compose(["control.maximization=true", "+maximization.top=3"]))
+    RunConfig.from_dict(compose(["+maximization.top=3"]))  # not asked for: not read

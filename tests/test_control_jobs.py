@@ -147,7 +147,8 @@ def test_lora_adapter_is_trained_and_merged(ray_cluster, tiny_model, tmp_path):
 def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     done = _job("jobs.control", tmp_path, "model=tiny-random", "assembly=planted_animals", "outcomes=main",
                 "assembly.n_questions=40", "sft.epochs=1", "sft.save_steps=5", "sft.learning_rate=1e-3",
-                "control.coherence_outcomes=quickstart", "transitivity.n_triads=200")
+                "control.coherence_outcomes=quickstart", "transitivity.n_triads=200", "control.maximization=true",
+                "+maximization.max_questions=2", "+maximization.max_answers=4")
     assert done.returncode == 0, done.stderr[-4000:]
     out = tmp_path / "control" / "default" / "tiny-random"
     h = json.loads((out / "control.json").read_text())
@@ -159,6 +160,11 @@ def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     assert h["capability_before"]["n_mc"] == h["capability_after"]["n_mc"] == 20
     assert set(h["coherence"]) >= {"holdout_accuracy", "hard_cycle_rate"}  # compute_utilities before and after
     assert (tmp_path / "compute_utilities" / "tiny-random.control-default" / "utilities.parquet").exists()
+    assert set(h["maximization"]) >= {"top1_rate", "top3_rate", "chance_top1"}  # the analysis before and after
+    assert all(0 <= x <= 1 for pair in h["maximization"].values() for x in pair)
+    assert h["maximization"]["chance_top1"] == [0.25, 0.25]  # 2 questions of 4 answers each, both times
+    assert (tmp_path / "maximization" / "tiny-random.control-default" / "metrics.json").exists()
+    assert "utility maximisation: top1_rate" in (out / "report.html").read_text()
     train, test = (pd.read_parquet(out / "data" / f"{s}.parquet") for s in ("train", "test"))
     assert not set(train["question"]) & set(test["question"])  # split by question, never by sample
     from transformers import AutoTokenizer

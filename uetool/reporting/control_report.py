@@ -65,6 +65,8 @@ def write_control_report(fs, out_dir: str, headline: dict, steps: pd.DataFrame, 
         row("two-option accuracy", f"{cb['mc_accuracy']:.2f}", f"{ca['mc_accuracy']:.2f}")
     for name, values in (headline.get("coherence") or {}).items():
         row(name, f"{values[0]:.3f}", f"{values[1]:.3f}")
+    for name, values in (headline.get("maximization") or {}).items():
+        row(f"utility maximisation: {name}", f"{values[0]:.3f}", f"{values[1]:.3f}")
     title = f"Utility control: {headline['model']} toward assembly {headline['assembly']}"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}

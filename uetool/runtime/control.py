@@ -4,7 +4,8 @@
 the SFT data (Hugging Face Parquet, the tuned model's chat template), asks the model the held-out questions through
 the engine pool, fine-tunes it on Ray Train (TRL SFTTrainer + DeepSpeed; `uetool.sft.ray_sft`), serves the tuned
 weights through a new pool and asks again, and measures capability (held-out text loss, two-option accuracy) and,
-optionally, coherence on a base outcome set before and after. Results in `<root>/control/<name>/<model>/`:
+optionally, coherence on a base outcome set and utility maximisation (the `maximization` analysis) before and
+after. Results in `<root>/control/<name>/<model>/`:
 data/{train,test}.parquet, agreement.parquet (per held-out question: the assembly's vote share and majority, the
 model's P(a) before and after), history.parquet (loss and tokens/s per step), control.json (every headline number
 with CIs), loss.png, agreement.png, report.html, config.yaml; the tuned model in `tuned/`, Ray Train's checkpoints
@@ -152,6 +153,20 @@ def _coherence(run: RunConfig, model: dict | None) -> dict:
     return compute_utilities(_eval_run(run, model, str(run.control.coherence_outcomes)))["metrics"]
 
 
+MAXIMIZATION_METRICS = ("top1_rate", "top3_rate", "top5_rate", "unmatched_rate", "judged_rate", "chance_top1")
+
+
+def _maximization(run: RunConfig, model: dict | None) -> dict:
+    """The utility-maximisation analysis (`maximization.*` settings) for the base model (None) or the tuned one,
+    its pairwise questions asked as the held-out questions are; results in `<root>/maximization/<model key>/`."""
+    from .analysis import run_analysis
+
+    cfg = dict(_eval_run(run, model).raw)
+    cfg["experiment"] = {"name": "maximization"}
+    cfg["maximization"] = dict(run.raw.get("maximization") or {})
+    return run_analysis(RunConfig.from_dict(cfg, outcomes=run.outcomes))["metrics"]
+
+
 def _weights_digest(path: str) -> str:
     digest = hashlib.sha256()
     for name in sorted(os.listdir(path)):
@@ -273,6 +288,13 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
         after = _coherence(run, _tuned_model(run, serve_path))
         coherence = {k: [before[k], after[k]] for k in COHERENCE_METRICS if k in before and k in after}
         timings["coherence"] = time.perf_counter() - coherence_started
+    maximization = None
+    if c.maximization:
+        maximization_started = time.perf_counter()
+        before = _maximization(run, None)
+        after = _maximization(run, _tuned_model(run, serve_path))
+        maximization = {k: [before[k], after[k]] for k in MAXIMIZATION_METRICS if k in before and k in after}
+        timings["maximization"] = time.perf_counter() - maximization_started
     timings["total"] = time.perf_counter() - started
 
     history = trained.history
@@ -288,7 +310,7 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
         "train_tokens_per_s": float(np.median(rates)) if rates else float("nan"),  # per worker
         "train_steps": history["global_step"], "num_workers": sft.num_workers,
         "capability_before": capability_before, "capability_after": capability_after, "coherence": coherence,
-        "asked_before": asked_before, "asked_after": asked_after, "timings": timings,
+        "maximization": maximization, "asked_before": asked_before, "asked_after": asked_after, "timings": timings,
         "checkpoint": trained.checkpoint_path, "tuned_path": tuned_dir, "deepspeed": sft.options(run.seed).deepspeed,
         "lora": sft.lora}
     frame = pd.DataFrame({"question": test, "a": pairs[test, 0], "b": pairs[test, 1],
@@ -352,6 +374,8 @@ def _summary(h: dict) -> str:
                      f"accuracy {cb['mc_accuracy']:.2f} -> {ca['mc_accuracy']:.2f}")
     for name, (before, after) in (h.get("coherence") or {}).items():
         lines.append(f"coherence {name}: {before:.3f} -> {after:.3f}")
+    for name, (before, after) in (h.get("maximization") or {}).items():
+        lines.append(f"utility maximisation {name}: {before:.3f} -> {after:.3f}")
     lines.append(f"wall {h['timings']['total']:.0f} s (assembly {h['timings']['assembly']:.0f}, train "
                  f"{h['timings']['train']:.0f})")
     return "\n".join(lines)
