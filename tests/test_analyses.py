@@ -35,7 +35,8 @@ def _truth_run(name: str, outcomes, seed: int = 0, scale: float = 1.0, **setting
 
 
 def test_every_analysis_is_registered_under_its_fixed_name():
-    assert sorted(ANALYSES) == ["expected_utility", "expected_utility_implicit", "instrumentality", "maximization"]
+    assert sorted(ANALYSES) == ["exchange_rates", "expected_utility", "expected_utility_implicit", "instrumentality",
+                                "maximization"]
     with pytest.raises(ValueError, match="unknown experiment 'power'.*compute_utilities"):
         get_analysis("power")
 
@@ -48,6 +49,9 @@ def test_every_analysis_is_registered_under_its_fixed_name():
     ("instrumentality", {"gamma": 1.5}, r"gamma` must be in \(0, 1\]"),
     ("maximization", {"max_answers": 1}, "max_answers` must be an integer >= 2"),
     ("expected_utility_implicit", {"max_events": 1}, "max_events` must be an integer >= 2"),
+    ("exchange_rates", {"runs": ["countries"]}, "is not category/measure"),
+    ("exchange_rates", {"framings": ["polite"]}, "subset of \\['default', 'exclusive'\\]"),
+    ("exchange_rates", {"n_bootstrap": 10}, "n_bootstrap` must be an integer >= 100"),
 ])
 def test_bad_settings_are_named(name, values, message):
     with pytest.raises(ValueError, match=message):
@@ -153,3 +157,47 @@ def test_the_papers_file_formats_are_read_from_a_path(tmp_path, outcomes):
         _truth_run("instrumentality", outcomes, source=str(tmp_path / "bad.json"))
     with pytest.raises(ValueError, match="`maximization.source`: .*missing.json is not a file"):
         _truth_run("maximization", outcomes, source=str(tmp_path / "missing.json"))
+
+
+def test_exchange_rate_options_are_inflected_and_the_truth_gives_the_closed_form_rates(outcomes):
+    from uetool.analyses.exchange_rates import log_utility_truth
+    from uetool.core.exchange_rates import exchange_rate
+
+    analysis, plan, truth, utilities = _truth_run("exchange_rates", outcomes, max_groups=5, max_quantities=6,
+                                                  max_anchors=10, n_bootstrap=200)
+    default, exclusive = plan.option_sets
+    assert default.name == "countries.terminal_illness.default" and exclusive.template.name == "exclusive"
+    assert default.template is None and default.texts == exclusive.texts
+    assert len(default.texts) == 10 + 5 * 6 and default.texts[0] == "You receive $1 to use however you want."
+    assert "1 person from Japan is saved from terminal illness." in default.texts  # the pivot is always kept
+    assert "1000 people from Japan are saved from terminal illness." in default.texts
+    result = analysis.analyse(plan, utilities, [], [], 0)
+    items = result.items
+    assert len(items) == 2 * 5 and set(items["status"]) == {"ok"}
+    settings = analysis.settings({"max_groups": 5, "max_quantities": 6, "max_anchors": 10})
+    for run in plan.items["runs"]:
+        t = log_utility_truth(run, settings, 0)
+        rows = items[items["run"] == run.name].set_index("group")
+        for group in run.groups:
+            want = exchange_rate(*t[run.pivot], *t[group], run.grid)
+            assert rows.loc[group, "rate"] == pytest.approx(float(want), rel=1e-9)
+            assert rows.loc[group, "rate_ci_low"] <= rows.loc[group, "rate"] <= rows.loc[group, "rate_ci_high"]
+            # one unit's dollar value inverts the anchors' line: a_$ ln D + b_$ = b_X
+            a_d, b_d = t["$"]
+            assert rows.loc[group, "dollars_per_unit"] == pytest.approx(np.exp((t[group][1] - b_d) / a_d), rel=1e-6)
+        assert rows.loc["Japan", "rate"] == pytest.approx(1.0)
+    assert result.metrics["framing_rate_ratio"] == pytest.approx(0.5, rel=1e-9)  # the agent's known factor
+    assert result.metrics["negative_slope_share"] == 0 and result.metrics["mean_mse_resid"] < 1e-20
+
+
+def test_exchange_rate_data_errors_name_the_setting(outcomes, tmp_path):
+    with pytest.raises(ValueError, match="unknown category 'planets'"):
+        _truth_run("exchange_rates", outcomes, runs=["planets/saved"])
+    with pytest.raises(ValueError, match="'animals' has no measure 'qaly'"):
+        _truth_run("exchange_rates", outcomes, runs=["animals/qaly"])
+    with pytest.raises(ValueError, match="pivot 'Mars' is not a group of 'countries'"):
+        _truth_run("exchange_rates", outcomes, pivots={"countries": "Mars"})
+    bad = tmp_path / "rates.json"
+    bad.write_text(json.dumps({"groups": {}}))
+    with pytest.raises(ValueError, match="needs a 'quantities' object"):
+        _truth_run("exchange_rates", outcomes, source=str(bad))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Analysis, AnalysisPlan, AnalysisResult, FreePrompt, OptionSet, SimulatedTruth
+from .exchange_rates import ExchangeRates
 from .expected_utility import ExpectedUtility
 from .expected_utility_implicit import ExpectedUtilityImplicit
 from .instrumentality import Instrumentality
@@ -12,7 +13,7 @@ __all__ = ["ANALYSES", "Analysis", "AnalysisPlan", "AnalysisResult", "FreePrompt
            "get_analysis"]
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (ExpectedUtility(), ExpectedUtilityImplicit(), Instrumentality(),
-                                                     Maximization())}
+                                                     Maximization(), ExchangeRates())}
 
 
 def get_analysis(name: str) -> Analysis:

@@ -12,12 +12,14 @@ so that N units of any group have a dollar value D with a_$ ln D + b_$ = a_X ln 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 __all__ = ["dollar_anchors", "LogUtilityFit", "fit_log_utility", "exchange_rate", "exchange_rates",
-           "bootstrap_exchange_rates", "dollar_values"]
+           "bootstrap_exchange_rates", "dollar_values", "render_option", "quantity_text"]
 
 
 def dollar_anchors() -> np.ndarray:
@@ -144,3 +146,39 @@ def dollar_values(fit: LogUtilityFit, dollars: str, quantity: float = 1.0) -> np
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value = np.exp((fit.slope * np.log(quantity) + fit.intercept - b_d) / a_d)
     return value if a_d > 0 else np.full(len(fit.groups), np.nan)
+
+
+_FIELD = re.compile(r"\{(v:)?([^{}|]+)\|([nx])\}")
+
+
+def quantity_text(n: float) -> str:
+    """5 -> "5", 1.0 -> "1", 0.5 -> "0.5" (as the paper's options print their N)."""
+    return str(int(n)) if float(n) == int(n) else f"{float(n):g}"
+
+
+@cache
+def _inflector():
+    import inflect
+
+    return inflect.engine()
+
+
+def render_option(template: str, n: float, x: str) -> str:
+    """One option's text: `{n}` the quantity, `{x}` the group, `{noun|n}` a noun agreeing with the quantity,
+    `{x|n}` the group's name agreeing with it ("10 foxes"), `{v:verb|n}` / `{v:verb|x}` a verb (written in the third
+    person singular) agreeing with the quantity / the group ("You" takes the plural: "You gain"). Inflection by the
+    `inflect` library: "1 person from India is saved", "2 people from India are saved"."""
+    e = _inflector()
+    count_n = 1 if float(n) == 1 else 2
+    count_x = 2 if x == "You" else 1
+
+    def inflected(m: re.Match) -> str:
+        verb, word, agree = m.groups()
+        count = count_n if agree == "n" else count_x
+        if word == "x":
+            return x if count == 1 else e.plural_noun(x, count)
+        if verb:
+            return word if count == 1 else e.plural_verb(word, count)
+        return word if count == 1 else e.plural_noun(word, count)
+
+    return _FIELD.sub(inflected, template).replace("{n}", quantity_text(n)).replace("{x}", x)

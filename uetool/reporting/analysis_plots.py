@@ -48,10 +48,36 @@ def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, 
         ax.set_ylabel("share of questions")
         ax.legend(fontsize=8)
         ax.set_title(f"{model}: free answer among its top utilities")
+    elif experiment == "exchange_rates":
+        _exchange_rate_bars(ax, items, model)
     fig.tight_layout()
     path = f"{out_dir}/analysis.png"
     write_atomic(fs, path, _png(fig, dpi=110))
     return path
+
+
+def _exchange_rate_bars(ax, items: pd.DataFrame, model) -> None:
+    """The first category/measure's rates against its pivot on a log axis, one bar per framing, with 95% CIs;
+    groups without a rate (non-positive slope) are named in the title."""
+    first = items[(items["category"] == items["category"].iloc[0]) & (items["measure"] == items["measure"].iloc[0])]
+    first = first[~first["is_pivot"]]
+    framings = list(dict.fromkeys(first["framing"]))
+    order = (first[first["framing"] == framings[0]].sort_values("rate", na_position="first")["group"].tolist())
+    y = np.arange(len(order))
+    height = 0.8 / len(framings)
+    for i, framing in enumerate(framings):
+        rows = first[first["framing"] == framing].set_index("group").reindex(order)
+        log_rate = np.log10(rows["rate"].to_numpy())
+        err = np.stack([log_rate - np.log10(rows["rate_ci_low"].to_numpy()),
+                        np.log10(rows["rate_ci_high"].to_numpy()) - log_rate])
+        ax.barh(y + i * height, log_rate, height=height, label=framing, xerr=np.abs(err), capsize=1.5)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y + 0.4 - height / 2, order, fontsize=5 if len(order) > 20 else 7)
+    ax.set_xlabel(f"log10 units of {first['pivot'].iloc[0]} worth one unit of the group")
+    ax.legend(fontsize=7)
+    missing = first.loc[first["status"] != "ok", "group"].unique().tolist()
+    title = f"{model}: {first['category'].iloc[0]} / {first['measure'].iloc[0]}"
+    ax.set_title(title + (f" (no rate: {', '.join(missing[:4])})" if missing else ""), fontsize=9)
 
 
 def format_analysis_summary(analysis, metrics: dict, headline: dict) -> str:

@@ -18,7 +18,8 @@ __all__ = ["analysis_table", "analysis_sections", "category_section"]
 TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "expected_utility_implicit": "Expected utility (implicit lotteries)",
           "instrumentality": "Instrumentality (natural processes and the unnatural control)",
-          "maximization": "Utility maximisation"}
+          "maximization": "Utility maximisation",
+          "exchange_rates": "Exchange rates (against each category's pivot; both framings)"}
 
 
 def analysis_table(records: list[dict]) -> pd.DataFrame:
