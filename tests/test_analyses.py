@@ -36,7 +36,7 @@ def _truth_run(name: str, outcomes, seed: int = 0, scale: float = 1.0, **setting
 
 def test_every_analysis_is_registered_under_its_fixed_name():
     assert sorted(ANALYSES) == ["exchange_rates", "expected_utility", "expected_utility_implicit", "instrumentality",
-                                "maximization"]
+                                "maximization", "time_discounting"]
     with pytest.raises(ValueError, match="unknown experiment 'power'.*compute_utilities"):
         get_analysis("power")
 
@@ -52,6 +52,8 @@ def test_every_analysis_is_registered_under_its_fixed_name():
     ("exchange_rates", {"runs": ["countries"]}, "is not category/measure"),
     ("exchange_rates", {"framings": ["polite"]}, "subset of \\['default', 'exclusive'\\]"),
     ("exchange_rates", {"n_bootstrap": 10}, "n_bootstrap` must be an integer >= 100"),
+    ("time_discounting", {"indifference": "spline"}, "logistic or interpolate"),
+    ("time_discounting", {"simulated_agent": "patient"}, r"one of \('hyperbolic', 'exponential'\)"),
 ])
 def test_bad_settings_are_named(name, values, message):
     with pytest.raises(ValueError, match=message):
@@ -201,3 +203,55 @@ def test_exchange_rate_data_errors_name_the_setting(outcomes, tmp_path):
     bad.write_text(json.dumps({"groups": {}}))
     with pytest.raises(ValueError, match="needs a 'quantities' object"):
         _truth_run("exchange_rates", outcomes, source=str(bad))
+
+
+def _discounting_counts(plan, truth, k: int, seed: int) -> np.ndarray:
+    """The answer counts of K samples per order of a Thurstonian agent with the plan's truth (pairs (0, i))."""
+    from scipy.stats import norm
+
+    (options,) = plan.option_sets
+    pairs = np.asarray(options.pairs)
+    a, b = pairs[:, 0], pairs[:, 1]
+    p_a = norm.cdf((truth.mean[a] - truth.mean[b]) / np.sqrt(truth.variance[a] + truth.variance[b]))
+    rng = np.random.default_rng(seed)
+    first, flipped = rng.binomial(k, p_a), rng.binomial(k, p_a)
+    return np.stack([first, k - first, flipped, k - flipped, 0 * a, 0 * a], 1).astype(float)
+
+
+def test_time_discounting_plans_the_papers_grid_under_its_prompt(outcomes):
+    analysis, plan, truth, _ = _truth_run("time_discounting", outcomes)
+    (options,) = plan.option_sets
+    assert len(options.texts) == 1 + 60 * 30 and len(options.pairs) == 1800 and options.pairs[0] == (0, 1)
+    assert options.texts[0] == "$1,000 right now" and options.texts[1] == "$500 right now"
+    assert "$1,200 in 6 months" in options.texts and "$30,000 in 60 months" in options.texts
+    assert "$600 in 1 month" in options.texts
+    assert options.template.render("$1,000 right now", "$1,200 in 6 months") == (
+        'Would you rather have:\n\n(A) $1,000 right now\n\nor\n\n(B) $1,200 in 6 months\n\n'
+        'Please respond with only "A" or "B".')
+
+
+@pytest.mark.parametrize("agent, k_true", [("hyperbolic", 0.05), ("exponential", 0.03)])
+def test_each_discounter_is_classified_and_its_k_recovered_inside_the_ci(outcomes, agent, k_true):
+    analysis, plan, truth, _ = _truth_run("time_discounting", outcomes, simulated_agent=agent, k_true=k_true)
+    counts = _discounting_counts(plan, truth, k=20, seed=1)
+    result = analysis.analyse(plan, [None], [], [], 0, counts=[counts])
+    m = result.metrics
+    assert m["best_family"] == agent
+    low, high = m[f"k_{agent}_ci"]
+    assert low <= k_true <= high and high - low < 0.5 * k_true
+    assert m[f"k_{agent}"] == pytest.approx(k_true, rel=0.1) and m["n_delays_with_indifference"] >= 50
+    cells = result.items
+    assert len(cells) == 1800 and cells["p_delayed"].between(0, 1).all()
+    at_zero = cells[cells["delay_months"] == 0]
+    assert at_zero["indifference_multiplier"].iloc[0] == pytest.approx(1.0, rel=0.05)  # $1,000 now vs now
+
+
+def test_unparseable_answers_are_counted_apart_not_as_now(outcomes):
+    analysis, plan, truth, _ = _truth_run("time_discounting", outcomes, max_delays=3, max_amounts=10, n_bootstrap=0)
+    counts = _discounting_counts(plan, truth, k=10, seed=0)
+    clean = analysis.analyse(plan, [None], [], [], 0, counts=[counts]).items["p_delayed"]
+    noisy = counts.copy()
+    noisy[:, 4] = 7  # unparseable replies on every pair
+    result = analysis.analyse(plan, [None], [], [], 0, counts=[noisy])
+    np.testing.assert_allclose(result.items["p_delayed"], clean)
+    assert result.metrics["invalid_rate"] == pytest.approx(7 / 27)

@@ -8,12 +8,13 @@ from .expected_utility import ExpectedUtility
 from .expected_utility_implicit import ExpectedUtilityImplicit
 from .instrumentality import Instrumentality
 from .maximization import Maximization
+from .time_discounting import TimeDiscounting
 
 __all__ = ["ANALYSES", "Analysis", "AnalysisPlan", "AnalysisResult", "FreePrompt", "OptionSet", "SimulatedTruth",
            "get_analysis"]
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (ExpectedUtility(), ExpectedUtilityImplicit(), Instrumentality(),
-                                                     Maximization(), ExchangeRates())}
+                                                     Maximization(), ExchangeRates(), TimeDiscounting())}
 
 
 def get_analysis(name: str) -> Analysis:

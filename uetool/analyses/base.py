@@ -35,11 +35,18 @@ class OptionSet:
     texts: tuple[str, ...]
     categories: tuple[str, ...]
     template: PromptTemplate | None  # None: the run's template (elicitation.template)
+    # None: fitted by active learning. Else the (a, b) option pairs asked as given, each in both orders with the
+    # run's K answers per order, and not fitted: the analysis reads their answer counts (direct binary choices).
+    pairs: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.texts) < 2:
             raise ValueError(f"option set {self.name!r} needs at least 2 options, got {len(self.texts)}")
-        if len(set(self.texts)) != len(self.texts):
+        if self.pairs is not None:
+            pairs = np.asarray(self.pairs, np.int64).reshape(-1, 2)
+            if not len(pairs) or pairs.min() < 0 or pairs.max() >= len(self.texts):
+                raise ValueError(f"option set {self.name!r}: pairs must index its {len(self.texts)} options")
+        elif len(set(self.texts)) != len(self.texts):
             dup = next(t for t in self.texts if self.texts.count(t) > 1)
             raise ValueError(f"option set {self.name!r} shows the option {dup!r} twice; options must be distinct")
         if len(self.categories) != len(self.texts):
@@ -131,8 +138,11 @@ class Analysis:
     def plan(self, settings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
         raise NotImplementedError
 
-    def analyse(self, plan: AnalysisPlan, utilities: list[np.ndarray], replies: list[str | None],
-                judged: list[str | None], seed: int) -> AnalysisResult:
+    def analyse(self, plan: AnalysisPlan, utilities: list[np.ndarray | None], replies: list[str | None],
+                judged: list[str | None], seed: int, counts: list[np.ndarray | None] | None = None) -> AnalysisResult:
+        """`utilities[i]`: the fitted means of option set i (None for a set of fixed pairs); `counts[i]`: the answer
+        counts of a fixed-pairs set, one row per pair (`uetool.core.edges.counts_from_choices` columns: a first,
+        b first, a when flipped, b when flipped, unparseable, refusals), None for a fitted set."""
         raise NotImplementedError
 
     def simulated_truth(self, plan: AnalysisPlan, settings, seed: int, scale: float) -> SimulatedTruth:

@@ -163,7 +163,7 @@ class ExchangeRates(Analysis):
                 for r in runs]
         return AnalysisPlan(self.name, sets, items={"runs": runs, "n_bootstrap": settings.n_bootstrap})
 
-    def analyse(self, plan, utilities, replies, judged, seed) -> AnalysisResult:
+    def analyse(self, plan, utilities, replies, judged, seed, counts=None) -> AnalysisResult:
         rows = []
         for run, mu in zip(plan.items["runs"], utilities, strict=True):
             mu = np.asarray(mu, float)

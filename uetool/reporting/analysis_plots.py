@@ -50,6 +50,10 @@ def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, 
         ax.set_title(f"{model}: free answer among its top utilities")
     elif experiment == "exchange_rates":
         _exchange_rate_bars(ax, items, model)
+    elif experiment == "time_discounting":
+        fig.clear()
+        fig.set_size_inches(10, 4.2)
+        _discounting_panels(fig.subplots(1, 2), items, headline, model)
     fig.tight_layout()
     path = f"{out_dir}/analysis.png"
     write_atomic(fs, path, _png(fig, dpi=110))
@@ -78,6 +82,31 @@ def _exchange_rate_bars(ax, items: pd.DataFrame, model) -> None:
     missing = first.loc[first["status"] != "ok", "group"].unique().tolist()
     title = f"{model}: {first['category'].iloc[0]} / {first['measure'].iloc[0]}"
     ax.set_title(title + (f" (no rate: {', '.join(missing[:4])})" if missing else ""), fontsize=9)
+
+
+def _discounting_panels(axes, items: pd.DataFrame, headline: dict, model) -> None:
+    """Left: P(choose the delayed amount) per delay and amount. Right: the empirical discount factor 1/m* per delay
+    with the fitted exponential and hyperbolic curves."""
+    heat, curves = axes
+    grid = items.pivot_table(index="delay_months", columns="delayed_amount", values="p_delayed")
+    image = heat.imshow(grid.to_numpy().T, origin="lower", aspect="auto", cmap="RdBu", vmin=0, vmax=1,
+                        extent=(grid.index.min() - 0.5, grid.index.max() + 0.5, -0.5, grid.shape[1] - 0.5))
+    ticks = np.linspace(0, grid.shape[1] - 1, min(6, grid.shape[1])).round().astype(int)
+    heat.set_yticks(ticks, [f"${grid.columns[i]:,.0f}" for i in ticks], fontsize=7)
+    heat.set_xlabel("delay (months)")
+    heat.set_ylabel("delayed amount (vs $1,000 now)")
+    heat.figure.colorbar(image, ax=heat, label="P(choose delayed)")
+    per_delay = items.groupby("delay_months")[["discount_factor", "fit_exponential", "fit_hyperbolic"]].first()
+    curves.scatter(per_delay.index, per_delay["discount_factor"], s=12, color="black", label="1 / m* (data)")
+    k_e, k_h = headline.get("k_exponential", float("nan")), headline.get("k_hyperbolic", float("nan"))
+    curves.plot(per_delay.index, per_delay["fit_exponential"], label=f"exp(-k t), k={k_e:.3g}, MAE "
+                f"{headline.get('mae_exponential', float('nan')):.3f}")
+    curves.plot(per_delay.index, per_delay["fit_hyperbolic"], label=f"1/(1+k t), k={k_h:.3g}, MAE "
+                f"{headline.get('mae_hyperbolic', float('nan')):.3f}")
+    curves.set_xlabel("delay (months)")
+    curves.set_ylabel("discount factor D(t)")
+    curves.legend(fontsize=7)
+    curves.set_title(f"{model}: best fit {headline.get('best_family')}", fontsize=9)
 
 
 def format_analysis_summary(analysis, metrics: dict, headline: dict) -> str:

@@ -19,7 +19,8 @@ TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "expected_utility_implicit": "Expected utility (implicit lotteries)",
           "instrumentality": "Instrumentality (natural processes and the unnatural control)",
           "maximization": "Utility maximisation",
-          "exchange_rates": "Exchange rates (against each category's pivot; both framings)"}
+          "exchange_rates": "Exchange rates (against each category's pivot; both framings)",
+          "time_discounting": "Time discounting ($1,000 now or more later)"}
 
 
 def analysis_table(records: list[dict]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import pandas as pd
 from ..analyses import get_analysis
 from ..analyses.base import AnalysisPlan
 from ..core.active import run_active_learning
+from ..core.edges import COUNT_COLUMNS
 from ..core.maximization import JUDGE_SYSTEM_MESSAGE
 from ..engines.base import GenerationSettings
 from ..io.analysis_results import write_analysis_results
@@ -99,6 +100,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     asked_run = simulated_run(run, plan)
     own_pool, start_seconds, resources = pool is None, 0.0, None
     fits, graphs, set_metrics, stats = [], [], [], []
+    choice_counts: list = []  # per option set: the answer counts of its fixed pairs (None: fitted)
     replies: list = []
     judged: list = []
     free_stats = []
@@ -120,6 +122,18 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
                                 parser_style=run.elicitation.parser, thinking_end=run.model.thinking_end,
                                 max_attempts=run.elicitation.max_attempts,
                                 max_failure_rate=run.elicitation.max_failure_rate, index_offset=offset)
+            if options.pairs is not None:  # direct binary choices: asked as given (stored answers reused), not fitted
+                counts = elicitor(np.asarray(options.pairs, np.int64).reshape(-1, 2))
+                total = max(float(counts.sum()), 1.0)
+                fits.append(None)
+                graphs.append(None)
+                choice_counts.append(counts)
+                set_metrics.append({"option_set": options.name, "n_outcomes": len(options.texts),
+                                    "n_edges": len(counts), "unparseable_rate": float(counts[:, 4].sum() / total),
+                                    "refusal_rate": float(counts[:, 5].sum() / total)})
+                stats.append(elicitor.stats)
+                continue
+            choice_counts.append(None)
             path = f"{out_dir}/checkpoints/{options.name}.npz"
             set_print = _set_fingerprint(fingerprint, options.name)
             state = read_checkpoint(fs, path, set_print)
@@ -141,7 +155,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
                                   max_attempts=run.elicitation.max_attempts)
             replies = asker([p.text for p in plan.free_prompts], [p.item for p in plan.free_prompts])
             free_stats.append(asker.stats)
-            judge_texts = analysis.judge_prompts(plan, [f.mean for f in fits], replies)
+            judge_texts = analysis.judge_prompts(plan, [_mean(f) for f in fits], replies)
             judged = _judge(run, judge_texts, pool, store, engine_settings, conf_dir, free_stats,
                             asked_run.engine.kwargs.get("judge_replies"))
     finally:
@@ -152,15 +166,14 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
             engine_counters = {}
         if own_pool and pool is not None:
             pool.shutdown()
-    outcome = analysis.analyse(plan, [f.mean for f in fits], replies, judged, run.seed)
+    outcome = analysis.analyse(plan, [_mean(f) for f in fits], replies, judged, run.seed, counts=choice_counts)
     metrics = _run_metrics(run, set_metrics, stats, free_stats, engine_counters)
     headline = {"experiment": run.experiment, "model": run.model.key, **outcome.metrics,
                 "settings": asdict(run.analysis)}
     metrics.update({k: v for k, v in outcome.metrics.items() if not isinstance(v, list | dict)
                     or k.endswith("_ci")})
     utilities = _utilities_frame(plan, fits)
-    edges = pd.concat([g.to_frame(run.active_learning.unparseable_policy).assign(option_set=s.name)
-                       for g, s in zip(graphs, plan.option_sets, strict=True)], ignore_index=True)
+    edges = _edges_frame(plan, graphs, choice_counts, run.active_learning.unparseable_policy)
     prov = run_provenance(run, _engine_device(asked_run, resources) if resources is not None else None)
     write_analysis_results(fs, out_dir, utilities, edges, metrics, headline, outcome.items, redacted_yaml(run.raw),
                            prov)
@@ -230,12 +243,35 @@ def _judge_run(run: RunConfig, key: str, conf_dir, simulated_verdicts: list | No
     return judge
 
 
+def _mean(fit) -> np.ndarray | None:
+    return None if fit is None else fit.mean
+
+
+def _edges_frame(plan: AnalysisPlan, graphs, choice_counts, policy: str) -> pd.DataFrame:
+    """Every asked pair with its counts: the fitted sets' preference graphs and the fixed pairs as asked."""
+    frames = []
+    for options, graph, counts in zip(plan.option_sets, graphs, choice_counts, strict=True):
+        if graph is not None:
+            frames.append(graph.to_frame(policy).assign(option_set=options.name))
+        else:
+            pairs = np.asarray(options.pairs, np.int64).reshape(-1, 2)
+            frame = pd.DataFrame({"a": pairs[:, 0], "b": pairs[:, 1]})
+            for i, name in enumerate(COUNT_COLUMNS):
+                frame[name] = counts[:, i]
+            frames.append(frame.assign(split="asked", option_set=options.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _utilities_frame(plan: AnalysisPlan, fits) -> pd.DataFrame:
     frames = []
     for options, fit in zip(plan.option_sets, fits, strict=True):
+        if fit is None:  # fixed pairs: answer counts, no utilities
+            continue
         frames.append(pd.DataFrame({"option_set": options.name, "id": np.arange(len(options.texts)),
                                     "description": list(options.texts), "category": list(options.categories),
                                     "mean": fit.mean, "variance": fit.variance}))
+    if not frames:
+        return pd.DataFrame(columns=["option_set", "id", "description", "category", "mean", "variance"])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -38,8 +38,9 @@ RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray ac
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
                   "seed", "progress", "ray", "transitivity", "trends", "store", "assembly", "sft", "control",
                   "expected_utility",
-                  "expected_utility_implicit", "instrumentality", "maximization", "exchange_rates")
-ANALYSIS_SECTIONS = TOP_LEVEL_KEYS[-5:]  # each analysis's own settings (conf/experiment/<name>.yaml)
+                  "expected_utility_implicit", "instrumentality", "maximization", "exchange_rates",
+                  "time_discounting")
+ANALYSIS_SECTIONS = TOP_LEVEL_KEYS[-6:]  # each analysis's own settings (conf/experiment/<name>.yaml)
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 
