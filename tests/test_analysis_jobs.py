@@ -177,3 +177,60 @@ def test_an_unknown_judge_model_fails_before_any_engine_starts(tmp_path):
                      conf_dir=ROOT / "conf")
     assert not (tmp_path / "responses" / "sim-scale-1").exists() or not any(
         (tmp_path / "responses" / "sim-scale-1").glob("part-*"))
+
+
+def test_exchange_rates_of_a_log_utility_agent_through_the_engines(tmp_path):
+    """Reduced size (6 countries x 8 quantities + 12 anchors, both framings): each rate close to its closed form."""
+    from uetool.analyses.exchange_rates import build_runs, log_utility_truth
+    from uetool.core.exchange_rates import exchange_rate
+
+    cfg = _config(tmp_path, "experiment=exchange_rates", "exchange_rates.max_groups=6",
+                  "exchange_rates.max_quantities=8", "exchange_rates.max_anchors=12", "exchange_rates.n_bootstrap=200")
+    out = run_analysis(cfg)
+    items = pd.read_parquet(f"{out['out_dir']}/items.parquet")
+    assert sorted(items["run"].unique()) == ["countries.terminal_illness.default",
+                                             "countries.terminal_illness.exclusive"]
+    settings = out["analysis"]["settings"]
+    from uetool.analyses import get_analysis
+
+    errors = []
+    for run in build_runs(get_analysis("exchange_rates").settings(settings)):
+        truth = log_utility_truth(run, get_analysis("exchange_rates").settings(settings), 0)
+        rows = items[items["run"] == run.name].set_index("group")
+        for group in run.groups:
+            want = float(exchange_rate(*truth[run.pivot], *truth[group], run.grid))
+            errors.append(abs(rows.loc[group, "rate"] / want - 1))
+    assert np.median(errors) < 0.06 and max(errors) < 0.25
+    assert out["analysis"]["framing_rate_ratio"] == pytest.approx(0.5, rel=0.15)
+    utilities = pd.read_parquet(f"{out['out_dir']}/utilities.parquet")
+    assert len(utilities) == 2 * (12 + 6 * 8)
+    again = run_analysis(cfg)
+    assert again["metrics"]["asked_requests"] == 0  # every fit resumes from its final checkpoint
+
+
+def test_time_discounting_asks_fixed_pairs_and_resumes_after_a_kill(tmp_path):
+    from uetool.runtime.analysis import analysis_plan, simulated_run
+    from uetool.runtime.compute import open_pool
+    from uetool.runtime.config import RunConfig
+
+    overrides = ("experiment=time_discounting", "time_discounting.max_delays=12", "time_discounting.max_amounts=15",
+                 "elicitation.k=20", "pool.shard_size=40")
+    clean = run_analysis(_config(tmp_path / "clean", *overrides))
+    m = clean["analysis"]
+    assert m["best_family"] == "hyperbolic" and m["k_hyperbolic"] == pytest.approx(0.05, rel=0.15)
+    assert m["k_hyperbolic_ci"][0] <= 0.05 <= m["k_hyperbolic_ci"][1]
+    assert clean["metrics"]["asked_requests"] == 2 * 12 * 15
+    edges = pd.read_parquet(f"{clean['out_dir']}/edges.parquet")
+    assert len(edges) == 180 and set(edges["split"]) == {"asked"} and (edges["a"] == 0).all()
+    assert (edges[["n_a_orig", "n_b_orig", "n_a_flip", "n_b_flip"]].sum(axis=1) == 40).all()
+    cfg = _config(tmp_path / "killed", *overrides)
+    run = RunConfig.from_dict(cfg)
+    with open_pool(simulated_run(run, analysis_plan(run))) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            run_analysis(run, pool=_FailingPool(pool, fail_after=120))
+    stored = ResponseStore(str(tmp_path / "killed"), "sim-scale-1").count_rows()
+    assert 0 < stored < 360
+    resumed = run_analysis(cfg)
+    assert resumed["metrics"]["asked_requests"] == 360 - stored and resumed["metrics"]["reused_requests"] == stored
+    pd.testing.assert_frame_equal(pd.read_parquet(f"{clean['out_dir']}/items.parquet"),
+                                  pd.read_parquet(f"{resumed['out_dir']}/items.parquet"))
