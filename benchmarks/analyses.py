@@ -10,10 +10,14 @@ Experiments (agents that mean something for them):
   instrumentality            the shipped 21 processes, 100 seeded rollouts each, natural and unnatural runs
                              (instrumental, anti_instrumental)
   maximization               the shipped 30 questions, one fit per question (maximiser, random)
+  exchange_rates             countries/terminal_illness, 1,492 options per framing, both framings (log_utility)
+  time_discounting           the 60 x 30 grid of direct choices, K=20 per order (exponential, hyperbolic)
 
 JSON keys (a public contract): experiment, agent, seed, wall_s and the headline metrics: mae_normalized and
 order_preservation (expected utility, both kinds), score_natural and score_unnatural (instrumentality),
-top1_rate and top3_rate (maximization); extras with CIs. This measures the analyses' statistics alone; the same
+top1_rate and top3_rate (maximization), max_rel_error, ci_coverage and framing_rate_ratio (exchange_rates:
+against the closed-form rates of the log-utility agent; its exclusive framing multiplies every rate by 0.5),
+best_family and k_true_in_ci (time_discounting); extras with CIs. This measures the analyses' statistics alone; the same
 agents answer through engines, the store and jobs as simulated models (`python -m jobs.run experiment=NAME
 model=sim-scale-1 NAME.simulated_agent=AGENT`, tests/test_analysis_jobs.py).
 """
@@ -48,7 +52,8 @@ from uetool.core.lotteries import (
 from uetool.core.maximization import maximization_metrics, questions_from_json
 
 AGENTS = {"expected_utility": ("eu", "max_outcome"), "expected_utility_implicit": ("eu", "max_outcome"),
-          "instrumentality": ("instrumental", "anti_instrumental"), "maximization": ("maximiser", "random")}
+          "instrumentality": ("instrumental", "anti_instrumental"), "maximization": ("maximiser", "random"),
+          "exchange_rates": ("log_utility",), "time_discounting": ("exponential", "hyperbolic")}
 N_BASE, K = 510, 10
 
 
@@ -118,8 +123,65 @@ def maximization(agent: str, seed: int) -> dict:
     return out
 
 
+def exchange_rates(agent: str, seed: int) -> dict:
+    """countries/terminal_illness at the paper's size (92 anchors + 50 countries x 28 quantities = 1,492 options),
+    both framings, each one joint fit; every rate against its closed form, CIs with 100 edge-bootstrap draws."""
+    from uetool.analyses.exchange_rates import ExchangeRates, log_utility_truth
+    from uetool.core.exchange_rates import exchange_rate
+    from uetool.core.graph import TRAIN
+    from uetool.core.thurstonian import bootstrap_samples
+
+    analysis = ExchangeRates()
+    settings = analysis.settings({"simulated_agent": agent})
+    plan = analysis.plan(settings, None, seed)
+    truth = analysis.simulated_truth(plan, settings, seed, 1.0)
+    means, draws, start = [], [], 0
+    for options in plan.option_sets:
+        n = len(options.texts)
+        result = run_active_learning(n, ThurstonianAgent(truth.mean[start:start + n], truth.variance[start:start + n],
+                                                         K, seed), ActiveLearningConfig(seed=seed))
+        start += n
+        train = result.graph.select(TRAIN)
+        p, w = train.probabilities("distribution", np.random.default_rng([seed, 11]))
+        means.append(result.fit.mean)
+        draws.append(bootstrap_samples(result.fit, train.a, train.b, p, w, first=0, count=settings.fit_draws,
+                                       seed=seed))
+    out = analysis.analyse(plan, means, [], [], seed, draws=draws)
+    errors, covered = [], []
+    for run in plan.items["runs"]:
+        known = log_utility_truth(run, settings, seed)
+        rows = out.items[(out.items["run"] == run.name) & ~out.items["is_pivot"]].set_index("group")
+        for group, row in rows.iterrows():
+            rate = float(exchange_rate(*known[run.pivot], *known[group], run.grid))
+            errors.append(abs(row["rate"] / rate - 1))
+            covered.append(row["rate_ci_low"] <= rate <= row["rate_ci_high"])
+    return {"max_rel_error": float(max(errors)), "median_rel_error": float(np.median(errors)),
+            "ci_coverage": float(np.mean(covered)), "framing_rate_ratio": out.metrics["framing_rate_ratio"],
+            "framing_rate_ratio_true": float(settings.framing_factor), "n_rates": len(errors),
+            "n_options_per_run": int(len(plan.option_sets[0].texts))}
+
+
+def time_discounting(agent: str, seed: int) -> dict:
+    """The paper's 60 x 30 grid against $1,000 now, K=20 per order (the paper's), a discounter with known k."""
+    from uetool.analyses.time_discounting import TimeDiscounting
+
+    analysis = TimeDiscounting()
+    settings = analysis.settings({"simulated_agent": agent, "k_true": 0.05 if agent == "hyperbolic" else 0.03})
+    plan = analysis.plan(settings, None, seed)
+    truth = analysis.simulated_truth(plan, settings, seed, 1.0)
+    (options,) = plan.option_sets
+    counts = ThurstonianAgent(truth.mean, truth.variance, 20, seed)(np.asarray(options.pairs))
+    m = analysis.analyse(plan, [None], [], [], seed, counts=[counts]).metrics
+    low, high = m[f"k_{agent}_ci"]
+    return {"best_family": m["best_family"], "k_true": settings.k_true, "k_fit": m[f"k_{agent}"],
+            "k_ci": [low, high], "k_true_in_ci": bool(low <= settings.k_true <= high),
+            "mae_exponential": m["mae_exponential"], "mae_hyperbolic": m["mae_hyperbolic"],
+            "aic_exponential": m["aic_exponential"], "aic_hyperbolic": m["aic_hyperbolic"]}
+
+
 RUNNERS = {"expected_utility": expected_utility, "expected_utility_implicit": expected_utility_implicit,
-           "instrumentality": instrumentality, "maximization": maximization}
+           "instrumentality": instrumentality, "maximization": maximization, "exchange_rates": exchange_rates,
+           "time_discounting": time_discounting}
 
 
 def run(experiment: str, agent: str, seed: int) -> dict:

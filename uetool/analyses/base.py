@@ -139,11 +139,18 @@ class Analysis:
         raise NotImplementedError
 
     def analyse(self, plan: AnalysisPlan, utilities: list[np.ndarray | None], replies: list[str | None],
-                judged: list[str | None], seed: int, counts: list[np.ndarray | None] | None = None) -> AnalysisResult:
+                judged: list[str | None], seed: int, counts: list[np.ndarray | None] | None = None,
+                draws: list[np.ndarray | None] | None = None) -> AnalysisResult:
         """`utilities[i]`: the fitted means of option set i (None for a set of fixed pairs); `counts[i]`: the answer
         counts of a fixed-pairs set, one row per pair (`uetool.core.edges.counts_from_choices` columns: a first,
-        b first, a when flipped, b when flipped, unparseable, refusals), None for a fitted set."""
+        b first, a when flipped, b when flipped, unparseable, refusals), None for a fitted set; `draws[i]`: when
+        `utility_draws` asks for them, (draws, options) replicates of set i's fitted means from an edge bootstrap
+        of its fit (on the scale of `utilities[i]`), for CIs that carry the fit's own uncertainty."""
         raise NotImplementedError
+
+    def utility_draws(self, settings) -> int:
+        """How many edge-bootstrap replicates of each fit `analyse` wants (0: none)."""
+        return 0
 
     def simulated_truth(self, plan: AnalysisPlan, settings, seed: int, scale: float) -> SimulatedTruth:
         raise NotImplementedError

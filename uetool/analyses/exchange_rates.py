@@ -46,6 +46,7 @@ class ExchangeRatesSettings:
     max_quantities: int | None = None  # N evenly spaced quantities of each grid, first and last kept
     max_anchors: int | None = None  # N evenly spaced dollar anchors of the 92 (0: none)
     n_bootstrap: int = 1000
+    fit_draws: int = 100  # edge-bootstrap replicates of each fit the rate CIs carry (0: the regression's scatter only)
     simulated_agent: str = "log_utility"  # simulated models only: log_utility
     framing_factor: float = 0.5  # log_utility agent: the exclusive framing multiplies every rate by this
 
@@ -66,6 +67,9 @@ class ExchangeRatesSettings:
         check_optional_int("exchange_rates", "max_groups", self.max_groups, 2)
         check_optional_int("exchange_rates", "max_quantities", self.max_quantities, 2)
         check_optional_int("exchange_rates", "max_anchors", self.max_anchors, 0)
+        check_optional_int("exchange_rates", "fit_draws", self.fit_draws, 0)
+        if self.fit_draws is None:
+            raise ValueError("`exchange_rates.fit_draws` must be an integer >= 0, got None")
         if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 100:
             raise ValueError(f"`exchange_rates.n_bootstrap` must be an integer >= 100, got {self.n_bootstrap!r}")
         if not float(self.framing_factor) > 0:
@@ -163,13 +167,18 @@ class ExchangeRates(Analysis):
                 for r in runs]
         return AnalysisPlan(self.name, sets, items={"runs": runs, "n_bootstrap": settings.n_bootstrap})
 
-    def analyse(self, plan, utilities, replies, judged, seed, counts=None) -> AnalysisResult:
+    def utility_draws(self, settings: ExchangeRatesSettings) -> int:
+        return settings.fit_draws
+
+    def analyse(self, plan, utilities, replies, judged, seed, counts=None, draws=None) -> AnalysisResult:
         rows = []
-        for run, mu in zip(plan.items["runs"], utilities, strict=True):
+        draws = draws or [None] * len(utilities)
+        for run, mu, mu_draws in zip(plan.items["runs"], utilities, draws, strict=True):
             mu = np.asarray(mu, float)
             people = run.group != DOLLARS
             out = bootstrap_exchange_rates(mu[people], run.quantity[people], run.group[people], run.pivot, run.grid,
-                                           n_boot=plan.items["n_bootstrap"], seed=seed)
+                                           n_boot=plan.items["n_bootstrap"], seed=seed,
+                                           mu_draws=None if mu_draws is None else np.asarray(mu_draws)[:, people])
             fit = fit_log_utility(mu, run.quantity, run.group)
             dollars = (dollar_values(fit, DOLLARS) if DOLLARS in fit.groups
                        else np.full(len(fit.groups), np.nan))

@@ -64,7 +64,7 @@ class ExpectedUtility(Analysis):
         options = OptionSet("lotteries", tuple(texts), tuple(categories), LOTTERY_TEMPLATE)
         return AnalysisPlan(self.name, [options], items={"n_base": n, "lotteries": lotteries})
 
-    def analyse(self, plan, utilities, replies, judged, seed, counts=None) -> AnalysisResult:
+    def analyse(self, plan, utilities, replies, judged, seed, counts=None, draws=None) -> AnalysisResult:
         n, lotteries = plan.items["n_base"], plan.items["lotteries"]
         mu = np.asarray(utilities[0], np.float64)
         metrics = expected_utility_metrics(mu[:n], mu[n:], lotteries, seed=seed)

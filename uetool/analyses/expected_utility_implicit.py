@@ -59,7 +59,7 @@ class ExpectedUtilityImplicit(Analysis):
         return AnalysisPlan(self.name, [options], items={"events": events, "n_event_options": n_events_part,
                                                          "n_background": len(texts) - n_events_part})
 
-    def analyse(self, plan, utilities, replies, judged, seed, counts=None) -> AnalysisResult:
+    def analyse(self, plan, utilities, replies, judged, seed, counts=None, draws=None) -> AnalysisResult:
         events = plan.items["events"]
         mu = np.asarray(utilities[0], np.float64)
         ids = [e.event for e in events]

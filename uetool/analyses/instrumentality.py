@@ -86,7 +86,7 @@ class Instrumentality(Analysis):
             worlds.append((world, per_process))
         return AnalysisPlan(self.name, sets, items={"worlds": worlds, "gamma": float(settings.gamma)})
 
-    def analyse(self, plan, utilities, replies, judged, seed, counts=None) -> AnalysisResult:
+    def analyse(self, plan, utilities, replies, judged, seed, counts=None, draws=None) -> AnalysisResult:
         metrics, rows = {}, []
         for (world, per_process), mu in zip(plan.items["worlds"], utilities, strict=True):
             losses, start = [], 0

@@ -90,7 +90,7 @@ class Maximization(Analysis):
             out.append(judge_prompt(reply.strip(), top_answers(mu, answers, 5)) if needs else None)
         return out
 
-    def analyse(self, plan, utilities, replies, judged, seed, counts=None) -> AnalysisResult:
+    def analyse(self, plan, utilities, replies, judged, seed, counts=None, draws=None) -> AnalysisResult:
         rows, triples = [], []
         for q, (options, mu, reply, verdict) in enumerate(zip(plan.option_sets, utilities, replies, judged,
                                                               strict=True)):

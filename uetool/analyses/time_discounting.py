@@ -95,7 +95,7 @@ class TimeDiscounting(Analysis):
                                                          "amounts": amounts, "cells": cells, "baseline": base,
                                                          "settings": settings})
 
-    def analyse(self, plan, utilities, replies, judged, seed, counts=None) -> AnalysisResult:
+    def analyse(self, plan, utilities, replies, judged, seed, counts=None, draws=None) -> AnalysisResult:
         items = plan.items
         settings: TimeDiscountingSettings = items["settings"]
         delays, multipliers = items["delays"], items["multipliers"]

@@ -47,7 +47,8 @@ class LogUtilityFit:
 
 
 def _weighted_ols(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row-wise weighted least squares of y = a x + b: x, y (P,) shared, w (..., P) weights (bootstrap counts)."""
+    """Row-wise weighted least squares of y = a x + b: x (P,) shared, y (P,) or (..., P), w (..., P) weights
+    (bootstrap counts)."""
     sw = w.sum(-1)
     mx, my = (w * x).sum(-1) / sw, (w * y).sum(-1) / sw
     sxx = (w * x * x).sum(-1) - sw * mx * mx
@@ -109,9 +110,14 @@ def exchange_rates(fit: LogUtilityFit, pivot: str, grid: np.ndarray) -> dict[str
 
 
 def bootstrap_exchange_rates(mu: np.ndarray, n: np.ndarray, group: np.ndarray, pivot: str, grid: np.ndarray, *,
-                             n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, np.ndarray]:
+                             n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                             mu_draws: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Percentile CIs on every group's rate: each group's (ln N, mu) points resampled with replacement (the pivot's
-    too, independently), its regression and the rate recomputed. Bootstrap draws with a non-positive slope count
+    too, independently), its regression and the rate recomputed. With `mu_draws` (D, P), replicates of the fitted
+    utilities from an edge bootstrap of the fit, replicate b regresses draw b mod D instead of the point estimate:
+    the pairs resampling alone sees only the scatter around each group's line, not the error a group's utilities
+    share (its level against the pivot's, set through few edges), and is too narrow. Bootstrap draws with a
+    non-positive slope count
     have no rate (`valid_draws` is the share with one); the CI is over the others, NaN when more than (1 - level)
     of the draws have none."""
     mu, n, group = np.asarray(mu, float), np.asarray(n, float), np.asarray(group)
@@ -124,7 +130,8 @@ def bootstrap_exchange_rates(mu: np.ndarray, n: np.ndarray, group: np.ndarray, p
         if fit.n_points[g] < 2:
             continue
         counts = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=n_boot).astype(float)
-        slopes[g], intercepts[g], _ = _weighted_ols(ln[rows], mu[rows], counts)
+        y = mu[rows] if mu_draws is None else mu_draws[np.arange(n_boot) % len(mu_draws)][:, rows]
+        slopes[g], intercepts[g], _ = _weighted_ols(ln[rows], y, counts)
     p = fit.groups.index(pivot)
     draws = exchange_rate(slopes[p], intercepts[p], slopes, intercepts, grid)  # (groups, n_boot)
     alpha = (1 - level) / 2

@@ -20,7 +20,9 @@ from ..analyses import get_analysis
 from ..analyses.base import AnalysisPlan
 from ..core.active import run_active_learning
 from ..core.edges import COUNT_COLUMNS
+from ..core.graph import TRAIN
 from ..core.maximization import JUDGE_SYSTEM_MESSAGE
+from ..core.thurstonian import bootstrap_chunks, bootstrap_samples
 from ..engines.base import GenerationSettings
 from ..io.analysis_results import write_analysis_results
 from ..io.checkpoint import read_checkpoint, write_checkpoint
@@ -101,6 +103,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     own_pool, start_seconds, resources = pool is None, 0.0, None
     fits, graphs, set_metrics, stats = [], [], [], []
     choice_counts: list = []  # per option set: the answer counts of its fixed pairs (None: fitted)
+    fit_draws: list = []  # per option set: edge-bootstrap replicates of its fitted means, when the analysis wants them
     replies: list = []
     judged: list = []
     free_stats = []
@@ -128,6 +131,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
                 fits.append(None)
                 graphs.append(None)
                 choice_counts.append(counts)
+                fit_draws.append(None)
                 set_metrics.append({"option_set": options.name, "n_outcomes": len(options.texts),
                                     "n_edges": len(counts), "unparseable_rate": float(counts[:, 4].sum() / total),
                                     "refusal_rate": float(counts[:, 5].sum() / total)})
@@ -143,6 +147,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
                                          fit_fn=_fit_function(run))
             fits.append(result.fit)
             graphs.append(result.graph)
+            fit_draws.append(_fit_draws(run, result, analysis.utility_draws(run.analysis)))
             set_metrics.append({"option_set": options.name, **result.metrics})
             stats.append(elicitor.stats)
         if plan.free_prompts:
@@ -166,7 +171,8 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
             engine_counters = {}
         if own_pool and pool is not None:
             pool.shutdown()
-    outcome = analysis.analyse(plan, [_mean(f) for f in fits], replies, judged, run.seed, counts=choice_counts)
+    outcome = analysis.analyse(plan, [_mean(f) for f in fits], replies, judged, run.seed, counts=choice_counts,
+                               draws=fit_draws)
     metrics = _run_metrics(run, set_metrics, stats, free_stats, engine_counters)
     headline = {"experiment": run.experiment, "model": run.model.key, **outcome.metrics,
                 "settings": asdict(run.analysis)}
@@ -241,6 +247,19 @@ def _judge_run(run: RunConfig, key: str, conf_dir, simulated_verdicts: list | No
         kwargs = {**judge.engine.kwargs, "world": f"judge:{run.model.key}", "judge_replies": simulated_verdicts}
         judge = replace(judge, engine=replace(judge.engine, kwargs=kwargs))
     return judge
+
+
+def _fit_draws(run: RunConfig, result, n_draws: int) -> np.ndarray | None:
+    """`n_draws` replicates of a fit's standardised means from the Poisson edge bootstrap of its training edges
+    (the fit's own sampling uncertainty), solved in stacked chunks; None when none are wanted."""
+    if n_draws <= 0:
+        return None
+    train = result.graph.select(TRAIN)
+    policy = run.active_learning.unparseable_policy
+    p, w = train.probabilities(policy, np.random.default_rng([run.active_learning.seed, 11]))
+    return np.concatenate([bootstrap_samples(result.fit, train.a, train.b, p, w, first=first, count=count,
+                                             seed=run.seed)
+                           for first, count in bootstrap_chunks(n_draws, len(train.a))])
 
 
 def _mean(fit) -> np.ndarray | None:
