@@ -204,6 +204,10 @@ def test_exchange_rates_of_a_log_utility_agent_through_the_engines(tmp_path):
     assert out["analysis"]["framing_rate_ratio"] == pytest.approx(0.5, rel=0.15)
     utilities = pd.read_parquet(f"{out['out_dir']}/utilities.parquet")
     assert len(utilities) == 2 * (12 + 6 * 8)
+    run_dir = Path(out["out_dir"]) / "countries.terminal_illness.exclusive"  # each run its own folder
+    assert len(pd.read_parquet(run_dir / "utilities.parquet")) == 12 + 6 * 8
+    assert set(pd.read_parquet(run_dir / "items.parquet")["framing"]) == {"exclusive"}
+    assert len(pd.read_parquet(run_dir / "edges.parquet")) > 0
     again = run_analysis(cfg)
     assert again["metrics"]["asked_requests"] == 0  # every fit resumes from its final checkpoint
 

@@ -122,6 +122,9 @@ class Analysis:
     headline: ClassVar[tuple[str, ...]]  # metric keys the report plots against capability (lower/higher better)
     lower_is_better: ClassVar[tuple[str, ...]] = ()
     needs_outcomes: ClassVar[bool] = True  # whether the base outcome set enters the plan
+    # the items column naming each row's option set when every set is a run of its own: each then also gets a
+    # folder `<out>/<set>/` with its utilities, edges and items (None: one folder for the analysis)
+    set_column: ClassVar[str | None] = None
 
     def settings(self, values: dict | None):
         values = dict(values or {})

@@ -159,6 +159,7 @@ class ExchangeRates(Analysis):
     agents = ("log_utility",)
     headline = ("rate_log_sd", "framing_rate_ratio")
     needs_outcomes = False
+    set_column = "run"  # each run (category.measure.framing) also gets its own results folder
 
     def plan(self, settings: ExchangeRatesSettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
         runs = build_runs(settings)

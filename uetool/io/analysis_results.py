@@ -31,12 +31,22 @@ def write_parquet(fs, path: str, frame: pd.DataFrame) -> None:
 
 
 def write_analysis_results(fs, out_dir: str, utilities: pd.DataFrame, edges: pd.DataFrame, metrics: dict,
-                           headline: dict, items: pd.DataFrame, config_yaml: str, provenance: dict) -> None:
-    """Write the data files (the runtime adds analysis.png and summary.txt, for people, after them)."""
+                           headline: dict, items: pd.DataFrame, config_yaml: str, provenance: dict,
+                           set_column: str | None = None) -> None:
+    """Write the data files (the runtime adds analysis.png and summary.txt, for people, after them). With
+    `set_column` (the items column naming each row's option set), every option set also gets its own folder
+    `<out_dir>/<set>/` with its rows of `utilities`, `edges` and `items`."""
     fs.create_dir(out_dir, recursive=True)
     write_parquet(fs, f"{out_dir}/utilities.parquet", utilities)
     write_parquet(fs, f"{out_dir}/edges.parquet", edges)
     write_parquet(fs, f"{out_dir}/items.parquet", items)
+    if set_column is not None:
+        for name in items[set_column].unique().tolist():
+            fs.create_dir(f"{out_dir}/{name}", recursive=True)
+            for file, frame, column in (("utilities", utilities, "option_set"), ("edges", edges, "option_set"),
+                                        ("items", items, set_column)):
+                write_parquet(fs, f"{out_dir}/{name}/{file}.parquet",
+                              frame[frame[column] == name].reset_index(drop=True))
     write_atomic(fs, f"{out_dir}/metrics.json", json.dumps(json_safe(metrics), indent=2).encode())
     write_atomic(fs, f"{out_dir}/analysis.json", json.dumps(json_safe(headline), indent=2).encode())
     write_atomic(fs, f"{out_dir}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())

@@ -182,7 +182,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     edges = _edges_frame(plan, graphs, choice_counts, run.active_learning.unparseable_policy)
     prov = run_provenance(run, _engine_device(asked_run, resources) if resources is not None else None)
     write_analysis_results(fs, out_dir, utilities, edges, metrics, headline, outcome.items, redacted_yaml(run.raw),
-                           prov)
+                           prov, set_column=analysis.set_column)
     from ..reporting.analysis_plots import format_analysis_summary, write_analysis_plot
 
     write_analysis_plot(fs, out_dir, analysis.name, outcome.items, headline)
