@@ -53,11 +53,11 @@ def _weighted_ols(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarr
     mx, my = (w * x).sum(-1) / sw, (w * y).sum(-1) / sw
     sxx = (w * x * x).sum(-1) - sw * mx * mx
     sxy = (w * x * y).sum(-1) - sw * mx * my
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # a draw of one distinct N has no slope: NaN
         a = sxy / sxx
-    b = my - a * mx
-    resid = y - (a[..., None] * x + b[..., None])
-    return a, b, (w * resid * resid).sum(-1)
+        b = my - a * mx
+        resid = y - (a[..., None] * x + b[..., None])
+        return a, b, (w * resid * resid).sum(-1)
 
 
 def fit_log_utility(mu: np.ndarray, n: np.ndarray, group: np.ndarray, groups: list[str] | None = None) -> LogUtilityFit:

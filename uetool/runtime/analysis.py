@@ -290,7 +290,9 @@ def _utilities_frame(plan: AnalysisPlan, fits) -> pd.DataFrame:
                                     "description": list(options.texts), "category": list(options.categories),
                                     "mean": fit.mean, "variance": fit.variance}))
     if not frames:
-        return pd.DataFrame(columns=["option_set", "id", "description", "category", "mean", "variance"])
+        return pd.DataFrame({"option_set": pd.Series(dtype=str), "id": pd.Series(dtype=np.int64),
+                             "description": pd.Series(dtype=str), "category": pd.Series(dtype=str),
+                             "mean": pd.Series(dtype=float), "variance": pd.Series(dtype=float)})
     return pd.concat(frames, ignore_index=True)
 
 
