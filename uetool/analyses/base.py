@@ -24,7 +24,7 @@ from ..core.outcomes import OutcomeSet
 from ..core.prompts import PromptTemplate
 
 __all__ = ["OptionSet", "FreePrompt", "AnalysisPlan", "AnalysisResult", "SimulatedTruth", "Analysis",
-           "base_truth", "check_optional_int"]
+           "base_truth", "check_optional_int", "evenly_spaced"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,16 @@ class SimulatedTruth:
     variance: np.ndarray
     free_replies: list[str] = field(default_factory=list)
     judge_replies: list[str] = field(default_factory=list)
+
+
+def evenly_spaced(values, n: int | None) -> list:
+    """`n` evenly spaced entries of `values`, the first and the last kept (reduced runs); all for None or n >= len."""
+    values = list(values)
+    if n is None or n >= len(values):
+        return values
+    if n == 0:
+        return []
+    return [values[i] for i in np.unique(np.round(np.linspace(0, len(values) - 1, n)).astype(int))]
 
 
 def check_optional_int(section: str, name: str, value: object, low: int) -> None:

@@ -26,7 +26,15 @@ from ..core.exchange_rates import (
 )
 from ..core.outcomes import OutcomeSet
 from ..core.prompts import get_template
-from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, check_optional_int
+from .base import (
+    Analysis,
+    AnalysisPlan,
+    AnalysisResult,
+    OptionSet,
+    SimulatedTruth,
+    check_optional_int,
+    evenly_spaced,
+)
 from .data import load_json
 
 __all__ = ["ExchangeRates", "ExchangeRatesSettings", "FRAMINGS", "DOLLARS", "log_utility_truth"]
@@ -92,21 +100,13 @@ class ExchangeRun:
     texts: tuple[str, ...]
 
 
-def _spaced(values: list, n: int | None) -> list:
-    if n is None or n >= len(values):
-        return list(values)
-    if n == 0:
-        return []
-    return [values[i] for i in np.unique(np.round(np.linspace(0, len(values) - 1, n)).astype(int))]
-
-
 def build_runs(settings: ExchangeRatesSettings) -> list[ExchangeRun]:
     """Every run's options, in the order the plan fits them; data errors name the setting and the value."""
     data = load_json(settings.source, "exchange_rates.json", "`exchange_rates.source`")
     for key in ("groups", "quantities", "templates"):
         if not isinstance(data.get(key), dict):
             raise ValueError(f"`exchange_rates.source`: the file needs a {key!r} object")
-    anchors = _spaced(dollar_anchors().tolist(), settings.max_anchors)
+    anchors = evenly_spaced(dollar_anchors().tolist(), settings.max_anchors)
     runs = []
     for spec in settings.runs:
         category, measure = spec.split("/")
@@ -123,7 +123,7 @@ def build_runs(settings: ExchangeRatesSettings) -> list[ExchangeRun]:
             raise ValueError(f"`exchange_rates.pivots`: pivot {pivot!r} is not a group of {category!r}")
         if settings.max_groups is not None and settings.max_groups < len(groups):
             groups = [pivot] + [g for g in groups if g != pivot][:settings.max_groups - 1]
-        grid = _spaced(list(data["quantities"][measure]), settings.max_quantities)
+        grid = evenly_spaced(list(data["quantities"][measure]), settings.max_quantities)
         group = [DOLLARS] * len(anchors) + [x for x in groups for _ in grid]
         quantity = [float(a) for a in anchors] + [float(n) for _ in groups for n in grid]
         texts = [ANCHOR_TEXT.format(amount=int(a)) for a in anchors]

@@ -26,7 +26,15 @@ from ..core.discounting import (
 )
 from ..core.outcomes import OutcomeSet
 from ..core.prompts import PromptTemplate
-from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, check_optional_int
+from .base import (
+    Analysis,
+    AnalysisPlan,
+    AnalysisResult,
+    OptionSet,
+    SimulatedTruth,
+    check_optional_int,
+    evenly_spaced,
+)
 
 __all__ = ["TimeDiscounting", "TimeDiscountingSettings", "DISCOUNTING_TEMPLATE", "when_text"]
 
@@ -63,12 +71,6 @@ def when_text(months: int) -> str:
     return "right now" if months == 0 else ("in 1 month" if months == 1 else f"in {months} months")
 
 
-def _spaced(values: np.ndarray, n: int | None) -> np.ndarray:
-    if n is None or n >= len(values):
-        return values
-    return values[np.unique(np.round(np.linspace(0, len(values) - 1, n)).astype(int))]
-
-
 class TimeDiscounting(Analysis):
     name = "time_discounting"
     settings_class = TimeDiscountingSettings
@@ -78,8 +80,8 @@ class TimeDiscounting(Analysis):
     needs_outcomes = False
 
     def plan(self, settings: TimeDiscountingSettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
-        delays = _spaced(time_delays(), settings.max_delays)
-        multipliers = _spaced(amount_multipliers(), settings.max_amounts)
+        delays = np.asarray(evenly_spaced(time_delays(), settings.max_delays))
+        multipliers = np.asarray(evenly_spaced(amount_multipliers(), settings.max_amounts))
         base = float(settings.baseline_amount)
         amounts = np.round(base * multipliers, -2)
         texts = [f"${base:,.0f} right now"]

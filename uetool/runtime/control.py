@@ -167,6 +167,14 @@ def _maximization(run: RunConfig, model: dict | None) -> dict:
     return run_analysis(RunConfig.from_dict(cfg, outcomes=run.outcomes))["metrics"]
 
 
+def _before_after(measure, run: RunConfig, tuned: dict, keys: tuple[str, ...], timings: dict, name: str) -> dict:
+    """`measure(run, model)` for the base model (None) and the tuned one: {metric: [before, after]}."""
+    started = time.perf_counter()
+    before, after = measure(run, None), measure(run, tuned)
+    timings[name] = time.perf_counter() - started
+    return {k: [before[k], after[k]] for k in keys if k in before and k in after}
+
+
 def _weights_digest(path: str) -> str:
     digest = hashlib.sha256()
     for name in sorted(os.listdir(path)):
@@ -276,25 +284,16 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
     serve_path = tuned_dir if "://" not in run.results_root else tuned_local
 
     after_started = time.perf_counter()
-    eval_tuned = _eval_run(run, _tuned_model(run, serve_path))
+    tuned = _tuned_model(run, serve_path)  # its store key carries a digest of the weights: computed once
+    eval_tuned = _eval_run(run, tuned)
     p_after, asked_after = model_preferences(eval_tuned, pairs[test])
     agreement_after = agreement_with_majority(p_after, test_votes, seed=run.seed)
     capability_after = _capability(serve_path, run.seed, 1) if c.capability else None
     timings["after"] = time.perf_counter() - after_started
-    coherence = None
-    if c.coherence_outcomes:
-        coherence_started = time.perf_counter()
-        before = _coherence(run, None)
-        after = _coherence(run, _tuned_model(run, serve_path))
-        coherence = {k: [before[k], after[k]] for k in COHERENCE_METRICS if k in before and k in after}
-        timings["coherence"] = time.perf_counter() - coherence_started
-    maximization = None
-    if c.maximization:
-        maximization_started = time.perf_counter()
-        before = _maximization(run, None)
-        after = _maximization(run, _tuned_model(run, serve_path))
-        maximization = {k: [before[k], after[k]] for k in MAXIMIZATION_METRICS if k in before and k in after}
-        timings["maximization"] = time.perf_counter() - maximization_started
+    coherence = (_before_after(_coherence, run, tuned, COHERENCE_METRICS, timings, "coherence")
+                 if c.coherence_outcomes else None)
+    maximization = (_before_after(_maximization, run, tuned, MAXIMIZATION_METRICS, timings, "maximization")
+                    if c.maximization else None)
     timings["total"] = time.perf_counter() - started
 
     history = trained.history
