@@ -16,7 +16,8 @@ Experiments (agents that mean something for them):
 JSON keys (a public contract): experiment, agent, seed, wall_s and the headline metrics: mae_normalized and
 order_preservation (expected utility, both kinds), score_natural and score_unnatural (instrumentality),
 top1_rate and top3_rate (maximization), max_rel_error, ci_coverage and framing_rate_ratio (exchange_rates:
-against the closed-form rates of the log-utility agent; its exclusive framing multiplies every rate by 0.5),
+against the closed-form rates of the log-utility agent, under the default basic interval, with
+ci_coverage_percentile as an extra; its exclusive framing multiplies every rate by 0.5),
 best_family and k_true_in_ci (time_discounting); extras with CIs. This measures the analyses' statistics alone; the same
 agents answer through engines, the store and jobs as simulated models (`python -m jobs.run experiment=NAME
 model=sim-scale-1 NAME.simulated_agent=AGENT`, tests/test_analysis_jobs.py).
@@ -28,6 +29,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from importlib import resources
 
 import numpy as np
@@ -147,16 +149,23 @@ def exchange_rates(agent: str, seed: int) -> dict:
         draws.append(bootstrap_samples(result.fit, train.a, train.b, p, w, first=0, count=settings.fit_draws,
                                        seed=seed))
     out = analysis.analyse(plan, means, [], [], seed, draws=draws)
-    errors, covered = [], []
+    # the same replicates under the percentile interval, for comparison with the default basic one
+    as_percentile = replace(plan, items={**plan.items, "interval": "percentile"})
+    percentile = analysis.analyse(as_percentile, means, [], [], seed, draws=draws).items
+    errors, covered, covered_percentile = [], [], []
     for run in plan.items["runs"]:
         known = log_utility_truth(run, settings, seed)
-        rows = out.items[(out.items["run"] == run.name) & ~out.items["is_pivot"]].set_index("group")
+        others = (out.items["run"] == run.name) & ~out.items["is_pivot"]
+        rows, rows_percentile = out.items[others].set_index("group"), percentile[others].set_index("group")
         for group, row in rows.iterrows():
             rate = float(exchange_rate(*known[run.pivot], *known[group], run.grid))
             errors.append(abs(row["rate"] / rate - 1))
             covered.append(row["rate_ci_low"] <= rate <= row["rate_ci_high"])
+            covered_percentile.append(rows_percentile.at[group, "rate_ci_low"] <= rate
+                                      <= rows_percentile.at[group, "rate_ci_high"])
     return {"max_rel_error": float(max(errors)), "median_rel_error": float(np.median(errors)),
-            "ci_coverage": float(np.mean(covered)), "framing_rate_ratio": out.metrics["framing_rate_ratio"],
+            "ci_coverage": float(np.mean(covered)), "ci_coverage_percentile": float(np.mean(covered_percentile)),
+            "framing_rate_ratio": out.metrics["framing_rate_ratio"],
             "framing_rate_ratio_true": float(settings.framing_factor), "n_rates": len(errors),
             "n_options_per_run": int(len(plan.option_sets[0].texts))}
 

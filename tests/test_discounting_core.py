@@ -10,6 +10,7 @@ from uetool.core.discounting import (
     delayed_amounts,
     exponential,
     fit_discount_curves,
+    fitted_shares,
     hyperbolic,
     indifference_points,
     time_delays,
@@ -69,3 +70,14 @@ def test_a_patient_agent_gets_k_zero_and_too_few_points_are_undetermined():
     fit = fit_discount_curves(np.arange(10), np.ones(10))
     assert fit.k_exponential == 0 and fit.k_hyperbolic == 0
     assert fit_discount_curves(np.arange(3), np.array([1.0, np.nan, np.nan])).winner == "undetermined"
+
+
+def test_fitted_shares_recover_the_logistic_and_give_every_cell_variance():
+    t, m, counts, total, p = _discounter(exponential, 0.03, n=40, sharpness=2.0)
+    fitted = fitted_shares(m, counts, total)
+    # the discounter's P is itself logistic in ln m per delay: the fit recovers it within sampling error
+    assert np.max(np.abs(fitted - p)) < 0.1 and np.mean(np.abs(fitted - p)) < 0.02
+    # cells answered 0 of 40 times still get a share above 0 (so a bootstrap redraws them), and below the observed
+    # share's neighbours nearer the indifference point
+    zero = counts == 0
+    assert zero.any() and np.all(fitted[zero] > 0) and np.all(fitted[zero] < 0.2)

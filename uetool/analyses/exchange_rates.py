@@ -55,6 +55,7 @@ class ExchangeRatesSettings:
     max_anchors: int | None = None  # N evenly spaced dollar anchors of the 92 (0: none)
     n_bootstrap: int = 1000
     fit_draws: int = 100  # edge-bootstrap replicates of each fit the rate CIs carry (0: the regression's scatter only)
+    interval: str = "basic"  # basic or percentile bootstrap interval (`uetool.core.exchange_rates`)
     simulated_agent: str = "log_utility"  # simulated models only: log_utility
     framing_factor: float = 0.5  # log_utility agent: the exclusive framing multiplies every rate by this
 
@@ -80,6 +81,8 @@ class ExchangeRatesSettings:
             raise ValueError("`exchange_rates.fit_draws` must be an integer >= 0, got None")
         if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 100:
             raise ValueError(f"`exchange_rates.n_bootstrap` must be an integer >= 100, got {self.n_bootstrap!r}")
+        if self.interval not in ("basic", "percentile"):
+            raise ValueError(f"`exchange_rates.interval` must be basic or percentile, got {self.interval!r}")
         if not float(self.framing_factor) > 0:
             raise ValueError(f"`exchange_rates.framing_factor` must be > 0, got {self.framing_factor!r}")
 
@@ -166,7 +169,8 @@ class ExchangeRates(Analysis):
         exclusive = get_template("exclusive")
         sets = [OptionSet(r.name, r.texts, tuple(r.group.tolist()), exclusive if r.framing == "exclusive" else None)
                 for r in runs]
-        return AnalysisPlan(self.name, sets, items={"runs": runs, "n_bootstrap": settings.n_bootstrap})
+        return AnalysisPlan(self.name, sets, items={"runs": runs, "n_bootstrap": settings.n_bootstrap,
+                                                    "interval": settings.interval})
 
     def utility_draws(self, settings: ExchangeRatesSettings) -> int:
         return settings.fit_draws
@@ -179,6 +183,7 @@ class ExchangeRates(Analysis):
             people = run.group != DOLLARS
             out = bootstrap_exchange_rates(mu[people], run.quantity[people], run.group[people], run.pivot, run.grid,
                                            n_boot=plan.items["n_bootstrap"], seed=seed,
+                                           interval=plan.items.get("interval", "basic"),
                                            mu_draws=None if mu_draws is None else np.asarray(mu_draws)[:, people])
             fit = fit_log_utility(mu, run.quantity, run.group)
             dollars = (dollar_values(fit, DOLLARS) if DOLLARS in fit.groups

@@ -5,8 +5,8 @@ grid (60 delays 0..60 months, 30 amounts $500..$30,000), each pair in both order
 (the paper asked K=20) under the paper's discounting prompt. Per cell the share of valid answers choosing the
 delayed amount (unparseable answers and refusals are counted apart, not as "now"); per delay the indifference
 multiplier m* from a logistic fit in ln m; the empirical discount factor D(t) = 1 / m*; exponential and hyperbolic
-fits with MAE, R^2, AIC and the winner; a parametric bootstrap over the cells' counts gives CIs on both k
-(`uetool.core.discounting`).
+fits with MAE, R^2, AIC and the winner; a parametric bootstrap over the cells' counts (drawn from each delay's
+fitted logistic curve) gives CIs on both k (`uetool.core.discounting`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..core.discounting import (
     amount_multipliers,
     exponential,
     fit_discount_curves,
+    fitted_shares,
     hyperbolic,
     indifference_points,
     time_delays,
@@ -142,11 +143,12 @@ class TimeDiscounting(Analysis):
 
 
 def _bootstrap_k(offered, delays, n_delayed, n_valid, settings: TimeDiscountingSettings, seed: int) -> dict:
-    """95% CIs of both k: each cell's count of delayed choices redrawn Binomial(n_valid, observed share), the
-    indifference points and both fits redone."""
+    """95% CIs of both k by a parametric bootstrap: each cell's count of delayed choices redrawn Binomial(n_valid,
+    p) with p from its delay's logistic fit (`fitted_shares`), the indifference points and both fits redone.
+    Measured on the discounters of benchmarks/analyses.py over 40 seeds: drawing from the observed shares instead
+    covered the true k in 90% (exponential) and 95% (hyperbolic) of runs, from the fitted curves 92.5% and 97.5%."""
     rng = np.random.default_rng([seed, 101])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.nan_to_num(n_delayed / n_valid)
+    share = fitted_shares(offered, n_delayed, n_valid)
     draws = []
     for _ in range(settings.n_bootstrap):
         resampled = rng.binomial(n_valid.astype(np.int64), share)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-__all__ = ["time_delays", "amount_multipliers", "delayed_amounts", "indifference_points", "DiscountFit",
-           "fit_discount_curves", "exponential", "hyperbolic"]
+__all__ = ["time_delays", "amount_multipliers", "delayed_amounts", "fitted_shares", "indifference_points",
+           "DiscountFit", "fit_discount_curves", "exponential", "hyperbolic"]
 
 
 def time_delays() -> np.ndarray:
@@ -58,6 +58,16 @@ def _logistic_fits(x: np.ndarray, n_delayed: np.ndarray, n_total: np.ndarray, it
         if np.max(np.abs(step)) < 1e-10:
             break
     return theta[:, 0], theta[:, 1]
+
+
+def fitted_shares(multipliers: np.ndarray, n_delayed: np.ndarray, n_total: np.ndarray) -> np.ndarray:
+    """Each delay's logistic fit P = sigmoid(alpha + beta ln m) evaluated at every multiplier: the smoothed share
+    choosing the delayed amount, (delays, amounts). A parametric bootstrap draws from these rather than from the
+    observed shares, which would give every cell answered 0 or 1 times out of n no variance at all."""
+    x = np.log(np.asarray(multipliers, float))
+    alpha, beta = _logistic_fits(x, np.nan_to_num(np.asarray(n_delayed, float)), np.asarray(n_total, float))
+    with np.errstate(over="ignore"):  # a separable delay has a huge beta: its shares are 0 and 1, as observed
+        return 1 / (1 + np.exp(-(alpha[:, None] + beta[:, None] * x[None, :])))
 
 
 def indifference_points(multipliers: np.ndarray, n_delayed: np.ndarray, n_total: np.ndarray,

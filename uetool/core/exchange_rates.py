@@ -111,15 +111,22 @@ def exchange_rates(fit: LogUtilityFit, pivot: str, grid: np.ndarray) -> dict[str
 
 def bootstrap_exchange_rates(mu: np.ndarray, n: np.ndarray, group: np.ndarray, pivot: str, grid: np.ndarray, *,
                              n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                             mu_draws: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Percentile CIs on every group's rate: each group's (ln N, mu) points resampled with replacement (the pivot's
+                             mu_draws: np.ndarray | None = None, interval: str = "basic") -> dict[str, np.ndarray]:
+    """Bootstrap CIs on every group's rate: each group's (ln N, mu) points resampled with replacement (the pivot's
     too, independently), its regression and the rate recomputed. With `mu_draws` (D, P), replicates of the fitted
     utilities from an edge bootstrap of the fit, replicate b regresses draw b mod D instead of the point estimate:
     the pairs resampling alone sees only the scatter around each group's line, not the error a group's utilities
-    share (its level against the pivot's, set through few edges), and is too narrow. Bootstrap draws with a
-    non-positive slope count
-    have no rate (`valid_draws` is the share with one); the CI is over the others, NaN when more than (1 - level)
-    of the draws have none."""
+    share (its level against the pivot's, set through few edges), and is too narrow.
+
+    `interval`: "basic" (default) reflects the replicates' log rates about the estimate, [2 ln r - q_hi,
+    2 ln r - q_lo]; "percentile" takes [q_lo, q_hi] as they are. The fit inflates the utilities of a category's
+    extreme options (few wins or losses to pin them), so a group at the edge of the range, often the pivot, gets
+    too steep a slope; a replicate fitted to the fit inflates it again, and the reflection undoes that where the
+    percentile interval would carry it twice (measured on the log-utility agent: README, benchmarks/analyses.py).
+    Bootstrap draws with a non-positive slope have no rate (`valid_draws` is the share with one); the CI is over
+    the others, NaN when more than (1 - level) of the draws have none."""
+    if interval not in ("basic", "percentile"):
+        raise ValueError(f"interval must be basic or percentile, got {interval!r}")
     mu, n, group = np.asarray(mu, float), np.asarray(n, float), np.asarray(group)
     fit = fit_log_utility(mu, n, group)
     rng = np.random.default_rng(seed)
@@ -134,13 +141,19 @@ def bootstrap_exchange_rates(mu: np.ndarray, n: np.ndarray, group: np.ndarray, p
         slopes[g], intercepts[g], _ = _weighted_ols(ln[rows], y, counts)
     p = fit.groups.index(pivot)
     draws = exchange_rate(slopes[p], intercepts[p], slopes, intercepts, grid)  # (groups, n_boot)
+    out = exchange_rates(fit, pivot, grid)
     alpha = (1 - level) / 2
     low, high = np.full(len(fit.groups), np.nan), np.full(len(fit.groups), np.nan)
     for g in range(len(fit.groups)):
         finite = draws[g][np.isfinite(draws[g])]
-        if len(finite) >= level * n_boot:
-            low[g], high[g] = np.quantile(finite, [alpha, 1 - alpha])
-    out = exchange_rates(fit, pivot, grid)
+        if len(finite) < level * n_boot:
+            continue
+        q_low, q_high = np.quantile(np.log(finite), [alpha, 1 - alpha])
+        if interval == "percentile":
+            low[g], high[g] = np.exp(q_low), np.exp(q_high)
+        elif np.isfinite(out["rate"][g]):  # basic: reflected about the estimate, on the log scale (rates are > 0)
+            centre = 2 * np.log(out["rate"][g])
+            low[g], high[g] = np.exp(centre - q_high), np.exp(centre - q_low)
     out.update({"ci_low": low, "ci_high": high, "valid_draws": np.isfinite(draws).mean(1)})
     return out
 
