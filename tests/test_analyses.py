@@ -52,6 +52,7 @@ def test_every_analysis_is_registered_under_its_fixed_name():
     ("exchange_rates", {"runs": ["countries"]}, "is not category/measure"),
     ("exchange_rates", {"framings": ["polite"]}, "subset of \\['default', 'exclusive'\\]"),
     ("exchange_rates", {"n_bootstrap": 10}, "n_bootstrap` must be an integer >= 100"),
+    ("exchange_rates", {"interval": "bca"}, "interval` must be basic or percentile"),
     ("time_discounting", {"indifference": "spline"}, "logistic or interpolate"),
     ("time_discounting", {"simulated_agent": "patient"}, r"one of \('hyperbolic', 'exponential'\)"),
 ])
