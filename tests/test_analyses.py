@@ -247,6 +247,22 @@ def test_each_discounter_is_classified_and_its_k_recovered_inside_the_ci(outcome
     assert at_zero["indifference_multiplier"].iloc[0] == pytest.approx(1.0, rel=0.05)  # $1,000 now vs now
 
 
+def test_an_agent_that_never_reaches_indifference_gets_no_k_and_no_interval(outcomes):
+    """Always the delayed amount, except at one delay: no curve can be fitted, and no CI is reported around it (a
+    bootstrap from smoothed shares could otherwise invent crossings and an interval for an undefined k)."""
+    analysis, plan, truth, _ = _truth_run("time_discounting", outcomes, max_delays=12, max_amounts=10)
+    counts = np.zeros((len(plan.option_sets[0].pairs), 6))
+    # of 10 answers per order: at delay 0 (its 10 amounts) the share crosses one half, an indifference point; at
+    # every later delay it climbs from exactly one half, so redraws from the smoothed shares often cross there
+    delayed = np.tile(np.round(np.linspace(5, 10, 10)), 12)
+    delayed[:10] = np.arange(10) + 1
+    counts[:, 1] = counts[:, 3] = delayed  # the pair's b (the delayed amount) chosen, in each order
+    counts[:, 0] = counts[:, 2] = 10 - delayed
+    m = analysis.analyse(plan, [None], [], [], 0, counts=[counts]).metrics
+    assert m["n_delays_with_indifference"] == 1 and m["best_family"] == "undetermined"
+    assert np.isnan(m["k_hyperbolic"]) and all(np.isnan(m["k_hyperbolic_ci"] + m["k_exponential_ci"]))
+
+
 def test_unparseable_answers_are_counted_apart_not_as_now(outcomes):
     analysis, plan, truth, _ = _truth_run("time_discounting", outcomes, max_delays=3, max_amounts=10, n_bootstrap=0)
     counts = _discounting_counts(plan, truth, k=10, seed=0)

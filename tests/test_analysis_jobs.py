@@ -183,12 +183,14 @@ def test_an_unknown_judge_model_fails_before_any_engine_starts(tmp_path):
 
 
 def test_exchange_rates_of_a_log_utility_agent_through_the_engines(tmp_path):
-    """Reduced size (6 countries x 8 quantities + 12 anchors, both framings): each rate close to its closed form."""
+    """Reduced size (6 countries x 8 quantities + 12 anchors, both framings): each rate close to its closed form;
+    a rerun asks nothing, and a run killed mid-fit resumes asking only what its store lacks."""
     from uetool.analyses.exchange_rates import build_runs, log_utility_truth
     from uetool.core.exchange_rates import exchange_rate
 
-    cfg = _config(tmp_path, "experiment=exchange_rates", "exchange_rates.max_groups=6",
-                  "exchange_rates.max_quantities=8", "exchange_rates.max_anchors=12", "exchange_rates.n_bootstrap=200")
+    cfg_overrides = ("experiment=exchange_rates", "exchange_rates.max_groups=6", "exchange_rates.max_quantities=8",
+                     "exchange_rates.max_anchors=12", "exchange_rates.n_bootstrap=200", "pool.shard_size=50")
+    cfg = _config(tmp_path / "clean", *cfg_overrides)
     out = run_analysis(cfg)
     items = pd.read_parquet(f"{out['out_dir']}/items.parquet")
     assert sorted(items["run"].unique()) == ["countries.terminal_illness.default",
@@ -213,6 +215,23 @@ def test_exchange_rates_of_a_log_utility_agent_through_the_engines(tmp_path):
     assert len(pd.read_parquet(run_dir / "edges.parquet")) > 0
     again = run_analysis(cfg)
     assert again["metrics"]["asked_requests"] == 0  # every fit resumes from its final checkpoint
+
+    # killed inside the second run's fit (the exclusive framing): the rerun asks only what the store lacks
+    from uetool.runtime.analysis import analysis_plan, simulated_run
+    from uetool.runtime.compute import open_pool
+    from uetool.runtime.config import RunConfig
+
+    asked = out["metrics"]["asked_requests"]
+    killed_cfg = _config(tmp_path / "killed", *cfg_overrides)
+    run = RunConfig.from_dict(killed_cfg)
+    with open_pool(simulated_run(run, analysis_plan(run))) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            run_analysis(run, pool=_FailingPool(pool, fail_after=int(asked * 0.7)))
+    stored = ResponseStore(str(tmp_path / "killed"), "sim-scale-1").count_rows()
+    assert asked / 2 < stored < asked
+    resumed = run_analysis(killed_cfg)
+    assert resumed["metrics"]["asked_requests"] == asked - stored
+    pd.testing.assert_frame_equal(items, pd.read_parquet(f"{resumed['out_dir']}/items.parquet"))
 
 
 def test_time_discounting_asks_fixed_pairs_and_resumes_after_a_kill(tmp_path):

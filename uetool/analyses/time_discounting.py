@@ -117,7 +117,8 @@ class TimeDiscounting(Analysis):
                    "n_delays_with_indifference": fit.n_delays,
                    "invalid_rate": float(c[..., 4:].sum() / max(c.sum(), 1.0))}
         if settings.n_bootstrap:
-            metrics.update(_bootstrap_k(offered, delays, n_delayed, n_valid, settings, seed))
+            metrics.update(_bootstrap_k(offered, delays, n_delayed, n_valid, settings, seed,
+                                        point=(fit.k_exponential, fit.k_hyperbolic)))
         with np.errstate(invalid="ignore", divide="ignore"):
             share = n_delayed / n_valid
         rows = []
@@ -142,11 +143,13 @@ class TimeDiscounting(Analysis):
         return SimulatedTruth(mean, np.full(mean.size, 0.25))
 
 
-def _bootstrap_k(offered, delays, n_delayed, n_valid, settings: TimeDiscountingSettings, seed: int) -> dict:
+def _bootstrap_k(offered, delays, n_delayed, n_valid, settings: TimeDiscountingSettings, seed: int,
+                 point: tuple[float, float]) -> dict:
     """95% CIs of both k by a parametric bootstrap: each cell's count of delayed choices redrawn Binomial(n_valid,
     p) with p from its delay's logistic fit (`fitted_shares`), the indifference points and both fits redone.
     Measured on the discounters of benchmarks/analyses.py over 40 seeds: drawing from the observed shares instead
-    covered the true k in 90% (exponential) and 95% (hyperbolic) of runs, from the fitted curves 92.5% and 97.5%."""
+    covered the true k in 90% (exponential) and 95% (hyperbolic) of runs, from the fitted curves 92.5% and 97.5%.
+    `point` holds both families' k as fitted: an undefined one gets no interval."""
     rng = np.random.default_rng([seed, 101])
     share = fitted_shares(offered, n_delayed, n_valid)
     draws = []
@@ -159,6 +162,8 @@ def _bootstrap_k(offered, delays, n_delayed, n_valid, settings: TimeDiscountingS
     out = {}
     for i, name in enumerate(("k_exponential", "k_hyperbolic")):
         finite = draws[:, i][np.isfinite(draws[:, i])]
-        out[f"{name}_ci"] = ([float(x) for x in np.quantile(finite, [0.025, 0.975])] if len(finite) else
+        # no interval around an undefined k, nor where over 5% of the redraws have none (too few crossings)
+        defined = np.isfinite(point[i]) and len(finite) >= 0.95 * len(draws)
+        out[f"{name}_ci"] = ([float(x) for x in np.quantile(finite, [0.025, 0.975])] if defined else
                              [float("nan"), float("nan")])
     return out
