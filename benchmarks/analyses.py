@@ -19,7 +19,7 @@ top1_rate and top3_rate (maximization), max_rel_error, ci_coverage and framing_r
 against the closed-form rates of the log-utility agent, under the default basic interval, with
 ci_coverage_percentile as an extra; its exclusive framing multiplies every rate by 0.5),
 best_family and k_true_in_ci (time_discounting; extras k_ci_coverage, best_family_rate and k_fit_sd over
-coverage_seeds = 40 seeds from --seed on); extras with CIs. This measures the analyses' statistics alone; the same
+--coverage-seeds (40) seeds from --seed on); extras with CIs. This measures the analyses' statistics alone; the same
 agents answer through engines, the store and jobs as simulated models (`python -m jobs.run experiment=NAME
 model=sim-scale-1 NAME.simulated_agent=AGENT`, tests/test_analysis_jobs.py).
 """
@@ -205,11 +205,12 @@ RUNNERS = {"expected_utility": expected_utility, "expected_utility_implicit": ex
            "time_discounting": time_discounting}
 
 
-def run(experiment: str, agent: str, seed: int) -> dict:
+def run(experiment: str, agent: str, seed: int, coverage_seeds: int = 40) -> dict:
     if agent not in AGENTS[experiment]:
         raise SystemExit(f"--agent {agent} means nothing for {experiment}; use one of {AGENTS[experiment]}")
     started = time.perf_counter()
-    metrics = RUNNERS[experiment](agent, seed)
+    extra = {"coverage_seeds": coverage_seeds} if experiment == "time_discounting" else {}
+    metrics = RUNNERS[experiment](agent, seed, **extra)
     return {"experiment": experiment, "agent": agent, "seed": seed, "wall_s": time.perf_counter() - started,
             **metrics}
 
@@ -219,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", choices=sorted(RUNNERS), required=True)
     parser.add_argument("--agent", choices=sorted({a for pair in AGENTS.values() for a in pair}), required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--coverage-seeds", type=int, default=40, help="time_discounting: seeds for k_ci_coverage")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    print_result(run(args.experiment, args.agent, args.seed), args.json)
+    print_result(run(args.experiment, args.agent, args.seed, args.coverage_seeds), args.json)
     return 0
 
 
