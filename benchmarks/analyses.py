@@ -187,9 +187,9 @@ def time_discounting(agent: str, seed: int, coverage_seeds: int = 40) -> dict:
         counts = ThurstonianAgent(truth.mean, truth.variance, 20, s)(np.asarray(options.pairs))
         return analysis.analyse(plan, [None], [], [], s, counts=[counts]).metrics
 
-    m = one(seed)
-    low, high = m[f"k_{agent}_ci"]
     runs = [one(s) for s in range(seed, seed + coverage_seeds)]
+    m = runs[0] if runs else one(seed)  # the first coverage seed is --seed itself
+    low, high = m[f"k_{agent}_ci"]
     covered = [r[f"k_{agent}_ci"][0] <= settings.k_true <= r[f"k_{agent}_ci"][1] for r in runs]
     return {"best_family": m["best_family"], "k_true": settings.k_true, "k_fit": m[f"k_{agent}"],
             "k_ci": [low, high], "k_true_in_ci": bool(low <= settings.k_true <= high),

@@ -183,7 +183,7 @@ class ExchangeRates(Analysis):
             people = run.group != DOLLARS
             out = bootstrap_exchange_rates(mu[people], run.quantity[people], run.group[people], run.pivot, run.grid,
                                            n_boot=plan.items["n_bootstrap"], seed=seed,
-                                           interval=plan.items.get("interval", "basic"),
+                                           interval=plan.items["interval"],
                                            mu_draws=None if mu_draws is None else np.asarray(mu_draws)[:, people])
             fit = fit_log_utility(mu, run.quantity, run.group)
             dollars = (dollar_values(fit, DOLLARS) if DOLLARS in fit.groups

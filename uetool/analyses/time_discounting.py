@@ -147,8 +147,8 @@ def _bootstrap_k(offered, delays, n_delayed, n_valid, settings: TimeDiscountingS
                  point: tuple[float, float]) -> dict:
     """95% CIs of both k by a parametric bootstrap: each cell's count of delayed choices redrawn Binomial(n_valid,
     p) with p from its delay's logistic fit (`fitted_shares`), the indifference points and both fits redone.
-    Measured on the discounters of benchmarks/analyses.py over 40 seeds: drawing from the observed shares instead
-    covered the true k in 90% (exponential) and 95% (hyperbolic) of runs, from the fitted curves 92.5% and 97.5%.
+    Drawing from the observed shares gave cells answered one way every time no variance; from the fitted curves
+    the interval covers the true k in 93.5% of 200 seeds for each discounter of benchmarks/analyses.py.
     `point` holds both families' k as fitted: an undefined one gets no interval."""
     rng = np.random.default_rng([seed, 101])
     share = fitted_shares(offered, n_delayed, n_valid)

@@ -63,7 +63,7 @@ def _logistic_fits(x: np.ndarray, n_delayed: np.ndarray, n_total: np.ndarray, it
 def fitted_shares(multipliers: np.ndarray, n_delayed: np.ndarray, n_total: np.ndarray) -> np.ndarray:
     """Each delay's logistic fit P = sigmoid(alpha + beta ln m) evaluated at every multiplier: the smoothed share
     choosing the delayed amount, (delays, amounts). A parametric bootstrap draws from these rather than from the
-    observed shares, which would give every cell answered 0 or 1 times out of n no variance at all."""
+    observed shares, which would give every cell answered one way all n times no variance at all."""
     x = np.log(np.asarray(multipliers, float))
     alpha, beta = _logistic_fits(x, np.nan_to_num(np.asarray(n_delayed, float)), np.asarray(n_total, float))
     with np.errstate(over="ignore"):  # a separable delay has a huge beta: its shares are 0 and 1, as observed
