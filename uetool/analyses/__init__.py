@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from .base import Analysis, AnalysisPlan, AnalysisResult, FreePrompt, OptionSet, SimulatedTruth
+from .corrigibility import Corrigibility
 from .exchange_rates import ExchangeRates
 from .expected_utility import ExpectedUtility
 from .expected_utility_implicit import ExpectedUtilityImplicit
+from .fitness import Fitness
 from .instrumentality import Instrumentality
 from .maximization import Maximization
+from .power_seeking import PowerSeeking
 from .time_discounting import TimeDiscounting
 
 __all__ = ["ANALYSES", "Analysis", "AnalysisPlan", "AnalysisResult", "FreePrompt", "OptionSet", "SimulatedTruth",
            "get_analysis"]
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (ExpectedUtility(), ExpectedUtilityImplicit(), Instrumentality(),
-                                                     Maximization(), ExchangeRates(), TimeDiscounting())}
+                                                     Maximization(), ExchangeRates(), TimeDiscounting(),
+                                                     PowerSeeking(), Fitness(), Corrigibility())}
 
 
 def get_analysis(name: str) -> Analysis:

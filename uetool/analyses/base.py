@@ -6,6 +6,9 @@ shown pairwise with a template and fitted by active learning, each set on its ow
 response store, then hands the fitted utilities and the replies back to `analyse`, which returns the headline
 metrics (`AnalysisResult.metrics`, with CIs) and a per-item table.
 
+An analysis whose later sets depend on earlier fits (corrigibility samples its difference options from the base
+utilities) adds them in `extend`; `simulated_truth` then covers the plan as extended so far.
+
 For the simulated engine, `simulated_truth` gives the ground truth an agent of a named kind answers from: one
 utility mean and variance per option of every set (in plan order) and the reply to each free prompt. Indices of
 the concatenated sets are what the runtime sends the simulated engine, so it answers without reading prompts.
@@ -160,6 +163,12 @@ class Analysis:
         `utility_draws` asks for them, (draws, options) replicates of set i's fitted means from an edge bootstrap
         of its fit (on the scale of `utilities[i]`), for CIs that carry the fit's own uncertainty."""
         raise NotImplementedError
+
+    def extend(self, plan: AnalysisPlan, utilities: list[np.ndarray | None], seed: int) -> list[OptionSet]:
+        """Option sets that depend on the fits so far (`utilities`, one per set of the plan, in order), asked after
+        them; the runtime appends them to the plan and calls again until none come. Items they need go into
+        `plan.items`. Default: none (every set is known up front)."""
+        return []
 
     def utility_draws(self, settings) -> int:
         """How many edge-bootstrap replicates of each fit `analyse` wants (0: none)."""

@@ -60,7 +60,9 @@ class OutcomeSet:
 
 
 def builtin_outcome_sets() -> list[str]:
-    return sorted(p.name.removesuffix(".json") for p in BUILTIN_DIR.iterdir() if p.name.endswith(".json"))
+    # `<set>.attributes.json` beside a set describes it (uetool.core.attributes); it is no set of its own
+    return sorted(p.name.removesuffix(".json") for p in BUILTIN_DIR.iterdir()
+                  if p.name.endswith(".json") and not p.name.endswith(".attributes.json"))
 
 
 def load_outcomes(source: str | Path) -> OutcomeSet:

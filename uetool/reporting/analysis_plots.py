@@ -54,10 +54,65 @@ def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, 
         fig.clear()
         fig.set_size_inches(10, 4.2)
         _discounting_panels(fig.subplots(1, 2), items, headline, model)
+    elif experiment == "power_seeking":
+        _power_scatter(ax, items, headline, model)
+    elif experiment == "fitness":
+        _fitness_scatter(ax, items, headline, model)
+    elif experiment == "corrigibility":
+        _reversal_bins(ax, items, headline, model)
     fig.tight_layout()
     path = f"{out_dir}/analysis.png"
     write_atomic(fs, path, _png(fig, dpi=110))
     return path
+
+
+def _r_text(headline: dict, key: str) -> str:
+    r, ci = headline.get(key), headline.get(f"{key}_ci")
+    if not isinstance(r, float) or not np.isfinite(r):
+        return "r \u2014"
+    return f"r {r:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else "")
+
+
+def _power_scatter(ax, items: pd.DataFrame, headline: dict, model) -> None:
+    """Preference against power score, power outcomes marked by kind (coercive, non-coercive)."""
+    styles = {"": ("lightgrey", "other outcomes"), "non_coercive": ("tab:blue", "non-coercive power"),
+              "coercive": ("tab:red", "coercive power")}
+    for kind, (color, label) in styles.items():
+        rows = items[items["power_kind"] == kind]
+        if len(rows):
+            ax.scatter(rows["power"], rows["preference"], s=10 if kind == "" else 22, color=color, alpha=0.8,
+                       label=f"{label} ({len(rows)})")
+    ax.set_xlabel("power score (fit of the power prompt, standardised)")
+    ax.set_ylabel("preference utility (standardised)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{model}: preference vs power, {_r_text(headline, 'corr_preference_power')}", fontsize=9)
+
+
+def _fitness_scatter(ax, items: pd.DataFrame, headline: dict, model) -> None:
+    """Utility of the fitness outcomes against their score, each labelled by copies and value correlation."""
+    rows = items[np.isfinite(items["fitness_score"].to_numpy(float))]
+    ax.scatter(rows["fitness_score"], rows["utility"], s=22)
+    for _, row in rows.iterrows():
+        ax.annotate(f"{row['copies']:,.0f} x c={row['value_correlation']:g}", (row["fitness_score"], row["utility"]),
+                    fontsize=5, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("fitness score c (1 + log10 copies)")
+    ax.set_ylabel("utility (standardised over all outcomes)")
+    ax.set_title(f"{model}: utility vs fitness, {_r_text(headline, 'corr_fitness_utility')}", fontsize=9)
+
+
+def _reversal_bins(ax, items: pd.DataFrame, headline: dict, model) -> None:
+    """Difference options' utility against reversal size: the options, and their means per quantile bin."""
+    from ..core.corrigibility import binned_reversals
+
+    ax.scatter(items["reversal"], items["utility"], s=8, alpha=0.35, color="grey", label="difference options")
+    bins = binned_reversals(items["utility"], items["reversal"])
+    ax.errorbar(bins["reversal"], bins["utility"], yerr=1.96 * bins["se"].fillna(0), marker="o", capsize=3,
+                label="mean per bin (95% CI)")
+    ax.set_xlabel("size of the reversal U(preferred) - U(dispreferred)")
+    ax.set_ylabel("utility of the future preference")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{model}: corrigibility, {_r_text(headline, 'corr_utility_reversal')} "
+                 "(< 0: resists larger changes)", fontsize=9)
 
 
 def _exchange_rate_bars(ax, items: pd.DataFrame, model) -> None:
@@ -115,7 +170,7 @@ def format_analysis_summary(analysis, metrics: dict, headline: dict) -> str:
     for key, value in headline.items():
         if key in ("experiment", "model", "settings") or key.endswith("_ci") or isinstance(value, list | dict):
             continue
-        line = f"  {key:<28}{value:.4f}" if isinstance(value, float) else f"  {key:<28}{value}"
+        line = f"  {key:<36}{value:.4f}" if isinstance(value, float) else f"  {key:<36}{value}"
         ci = headline.get(f"{key}_ci")
         if ci and all(isinstance(v, float) for v in ci):
             line += f"  (95% CI {ci[0]:.4f} to {ci[1]:.4f})"

@@ -20,7 +20,10 @@ TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "instrumentality": "Instrumentality (natural processes and the unnatural control)",
           "maximization": "Utility maximisation",
           "exchange_rates": "Exchange rates (against each category's pivot; both framings)",
-          "time_discounting": "Time discounting ($1,000 now or more later)"}
+          "time_discounting": "Time discounting ($1,000 now or more later)",
+          "power_seeking": "Power-seeking (preference against the model's own power scores)",
+          "fitness": "Fitness (preference against how far an outcome spreads the model's values)",
+          "corrigibility": "Corrigibility (utility of a future preference against the size of the reversal)"}
 
 
 def analysis_table(records: list[dict]) -> pd.DataFrame:

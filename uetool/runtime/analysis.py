@@ -116,40 +116,25 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
         resources = getattr(pool, "resources", None)
         engine_arguments = getattr(pool, "engine_arguments", None) or asked_run.engine_arguments()
         engine_settings = asked_run.answer_settings(engine_arguments)
-        for options, offset in zip(plan.option_sets, plan.offsets(), strict=True):
-            check_name(options.name, "option set name")
-            template = (options.template or run.template).with_labels(run.template.labels)
-            elicitor = Elicitor(options.outcome_set(), template, run.generation_settings, pool=pool, store=store,
-                                model_id=run.model.model_id, revision=run.model.revision,
-                                engine_settings=engine_settings, system_message=run.elicitation.system_message,
-                                parser_style=run.elicitation.parser, thinking_end=run.model.thinking_end,
-                                max_attempts=run.elicitation.max_attempts,
-                                max_failure_rate=run.elicitation.max_failure_rate, index_offset=offset)
-            if options.pairs is not None:  # direct binary choices: asked as given (stored answers reused), not fitted
-                counts = elicitor(np.asarray(options.pairs, np.int64).reshape(-1, 2))
-                total = max(float(counts.sum()), 1.0)
-                fits.append(None)
-                graphs.append(None)
-                choice_counts.append(counts)
-                fit_draws.append(None)
-                set_metrics.append({"option_set": options.name, "n_outcomes": len(options.texts),
-                                    "n_edges": len(counts), "unparseable_rate": float(counts[:, 4].sum() / total),
-                                    "refusal_rate": float(counts[:, 5].sum() / total)})
-                stats.append(elicitor.stats)
-                continue
-            choice_counts.append(None)
-            path = f"{out_dir}/checkpoints/{options.name}.npz"
-            set_print = _set_fingerprint(fingerprint, options.name)
-            state = read_checkpoint(fs, path, set_print)
-            result = run_active_learning(len(options.texts), elicitor, run.active_learning, state=state,
-                                         on_round=lambda s, p=path, f=set_print: write_checkpoint(fs, p, f, s),
-                                         progress=run.progress and len(plan.option_sets) == 1,
-                                         fit_fn=_fit_function(run))
-            fits.append(result.fit)
-            graphs.append(result.graph)
-            fit_draws.append(_fit_draws(run, result, analysis.utility_draws(run.analysis)))
-            set_metrics.append({"option_set": options.name, **result.metrics})
-            stats.append(elicitor.stats)
+        done = 0  # option sets fitted so far; an analysis may add sets that depend on them (`extend`)
+        while True:
+            for options, offset in list(zip(plan.option_sets, plan.offsets(), strict=True))[done:]:
+                _ask_set(run, plan, options, offset, analysis, pool, store, engine_settings, fingerprint,
+                         fits, graphs, choice_counts, fit_draws, set_metrics, stats, extended=done > 0)
+            done = len(plan.option_sets)
+            extra = analysis.extend(plan, [_mean(f) for f in fits], run.seed)
+            if not extra:
+                break
+            plan.option_sets.extend(extra)
+            if run.engine.name == "simulated":  # the simulated agent's truth now covers the new sets too
+                if not own_pool:
+                    raise ValueError(f"{run.experiment} adds option sets after its first fits: a simulated model "
+                                     "needs a pool of its own (pool=None) to answer them")
+                pool.shutdown()
+                asked_run = simulated_run(run, plan)
+                pool = open_pool(asked_run, name=pool_name, namespace=pool_namespace)
+                engine_arguments = getattr(pool, "engine_arguments", None) or asked_run.engine_arguments()
+                engine_settings = asked_run.answer_settings(engine_arguments)
         if plan.free_prompts:
             settings = run.analysis
             free = GenerationSettings(mode="generate", k=1, temperature=0.0, max_tokens=settings.max_tokens,
@@ -194,6 +179,50 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
                "overhead": max(0.0, total - start_seconds - engine)}
     return {"out_dir": out_dir, "metrics": metrics, "analysis": headline, "summary": summary, "timings": timings,
             "replacements": replacements, "provenance": prov}
+
+
+def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis, pool, store, engine_settings,
+             fingerprint: str, fits, graphs, choice_counts, fit_draws, set_metrics, stats, *, extended: bool) -> None:
+    """Ask (and fit, unless it is a set of fixed pairs) one option set, appending to the per-set lists. A set added
+    by `extend` depends on earlier fits: its checkpoint fingerprint covers its texts, so a resumed run whose
+    earlier fits came out otherwise starts it afresh instead of restoring another set's state."""
+    fs, out_dir = run.layout.filesystem[0], run.out_dir
+    check_name(options.name, "option set name")
+    template = (options.template or run.template).with_labels(run.template.labels)
+    elicitor = Elicitor(options.outcome_set(), template, run.generation_settings, pool=pool, store=store,
+                        model_id=run.model.model_id, revision=run.model.revision,
+                        engine_settings=engine_settings, system_message=run.elicitation.system_message,
+                        parser_style=run.elicitation.parser, thinking_end=run.model.thinking_end,
+                        max_attempts=run.elicitation.max_attempts,
+                        max_failure_rate=run.elicitation.max_failure_rate, index_offset=offset)
+    if options.pairs is not None:  # direct binary choices: asked as given (stored answers reused), not fitted
+        counts = elicitor(np.asarray(options.pairs, np.int64).reshape(-1, 2))
+        total = max(float(counts.sum()), 1.0)
+        fits.append(None)
+        graphs.append(None)
+        choice_counts.append(counts)
+        fit_draws.append(None)
+        set_metrics.append({"option_set": options.name, "n_outcomes": len(options.texts),
+                            "n_edges": len(counts), "unparseable_rate": float(counts[:, 4].sum() / total),
+                            "refusal_rate": float(counts[:, 5].sum() / total)})
+        stats.append(elicitor.stats)
+        return
+    choice_counts.append(None)
+    path = f"{out_dir}/checkpoints/{options.name}.npz"
+    name = options.name
+    if extended:
+        name += "\x1f" + hashlib.sha256("\x1e".join(options.texts).encode()).hexdigest()
+    set_print = _set_fingerprint(fingerprint, name)
+    state = read_checkpoint(fs, path, set_print)
+    result = run_active_learning(len(options.texts), elicitor, run.active_learning, state=state,
+                                 on_round=lambda s, p=path, f=set_print: write_checkpoint(fs, p, f, s),
+                                 progress=run.progress and len(plan.option_sets) == 1,
+                                 fit_fn=_fit_function(run))
+    fits.append(result.fit)
+    graphs.append(result.graph)
+    fit_draws.append(_fit_draws(run, result, analysis.utility_draws(run.analysis)))
+    set_metrics.append({"option_set": options.name, **result.metrics})
+    stats.append(elicitor.stats)
 
 
 def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf_dir, free_stats,
