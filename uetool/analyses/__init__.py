@@ -10,6 +10,7 @@ from .expected_utility_implicit import ExpectedUtilityImplicit
 from .fitness import Fitness
 from .instrumentality import Instrumentality
 from .maximization import Maximization
+from .political_values import PoliticalValues
 from .power_seeking import PowerSeeking
 from .time_discounting import TimeDiscounting
 
@@ -18,7 +19,7 @@ __all__ = ["ANALYSES", "Analysis", "AnalysisPlan", "AnalysisResult", "FreePrompt
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (ExpectedUtility(), ExpectedUtilityImplicit(), Instrumentality(),
                                                      Maximization(), ExchangeRates(), TimeDiscounting(),
-                                                     PowerSeeking(), Fitness(), Corrigibility())}
+                                                     PoliticalValues(), PowerSeeking(), Fitness(), Corrigibility())}
 
 
 def get_analysis(name: str) -> Analysis:

@@ -54,6 +54,9 @@ def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, 
         fig.clear()
         fig.set_size_inches(10, 4.2)
         _discounting_panels(fig.subplots(1, 2), items, headline, model)
+    elif experiment == "political_values":
+        fig.set_size_inches(8.8, 6.2)
+        _political_map(ax, items, headline, model)
     elif experiment == "power_seeking":
         _power_scatter(ax, items, headline, model)
     elif experiment == "fitness":
@@ -71,6 +74,36 @@ def _r_text(headline: dict, key: str) -> str:
     if not isinstance(r, float) or not np.isfinite(r):
         return "r \u2014"
     return f"r {r:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else "")
+
+
+PARTY_COLOURS = {"Democratic": "tab:blue", "Republican": "tab:red", "Independent": "tab:purple",
+                 "Democratic Socialists": "darkblue", "Green": "tab:green", "Libertarian": "goldenrod",
+                 "Constitution": "darkred", "Reform": "tab:brown"}
+
+
+def _political_map(ax, items: pd.DataFrame, headline: dict, model) -> None:
+    """Entities on the first two components (fitted on the entity rows), coloured by party, the model a star."""
+    agents = items.drop_duplicates("option_set")
+    for party, rows in agents[agents["kind"] != "ai"].groupby("party", sort=True):
+        colour = PARTY_COLOURS.get(party, "grey")
+        platform = rows["kind"] == "platform"
+        ax.scatter(rows.loc[~platform, "pc1"], rows.loc[~platform, "pc2"], s=18, color=colour,
+                   label=party or "no party")
+        ax.scatter(rows.loc[platform, "pc1"], rows.loc[platform, "pc2"], s=60, marker="s", color=colour,
+                   edgecolor="black", linewidth=0.6)
+        for _, row in rows.iterrows():
+            ax.annotate(row["agent"], (row["pc1"], row["pc2"]), fontsize=5, xytext=(2, 2), textcoords="offset points")
+    ai = agents[agents["kind"] == "ai"]
+    ax.scatter(ai["pc1"], ai["pc2"], s=160, marker="*", color="black", label=f"{model} (itself)", zorder=5)
+    ax.axvline(0, color="grey", lw=0.6)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel(f"PC1 ({headline.get('pc1_explained', float('nan')):.0%} of entity variance; "
+                  f"{headline.get('settings', {}).get('anchor', 'anchor')} < 0)")
+    ax.set_ylabel(f"PC2 ({headline.get('pc2_explained', float('nan')):.0%})")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{model}: policy utilities, PCA of the simulated politicians (squares: platforms)\nnearest: "
+                 f"{headline.get('nearest_entity')} (cosine {headline.get('nearest_cosine', float('nan')):.2f})",
+                 fontsize=8)
 
 
 def _power_scatter(ax, items: pd.DataFrame, headline: dict, model) -> None:

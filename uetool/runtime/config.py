@@ -39,8 +39,8 @@ TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "
                   "seed", "progress", "ray", "transitivity", "trends", "store", "assembly", "sft", "control",
                   "expected_utility",
                   "expected_utility_implicit", "instrumentality", "maximization", "exchange_rates",
-                  "time_discounting", "power_seeking", "fitness", "corrigibility")
-ANALYSIS_SECTIONS = TOP_LEVEL_KEYS[-9:]  # each analysis's own settings (conf/experiment/<name>.yaml)
+                  "time_discounting", "political_values", "power_seeking", "fitness", "corrigibility")
+ANALYSIS_SECTIONS = TOP_LEVEL_KEYS[-10:]  # each analysis's own settings (conf/experiment/<name>.yaml)
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 
