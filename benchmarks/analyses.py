@@ -12,6 +12,11 @@ Experiments (agents that mean something for them):
   maximization               the shipped 30 questions, one fit per question (maximiser, random)
   exchange_rates             countries/terminal_illness, 1,492 options per framing, both framings (log_utility)
   time_discounting           the 60 x 30 grid of direct choices, K=20 per order (exponential, hyperbolic)
+  political_values           144 policies, the model and 47 simulated entities, one fit each (planted_entities)
+  power_seeking              the 510 main outcomes, preference and power fits (power_seeking, power_averse,
+                             indifferent)
+  fitness                    the 510 main outcomes, 19 with fitness attributes (fitness_seeking, indifferent)
+  corrigibility              the 510 main outcomes, then 200 sampled reversals (incorrigible, indifferent)
 
 JSON keys (a public contract): experiment, agent, seed, wall_s and the headline metrics: mae_normalized and
 order_preservation (expected utility, both kinds), score_natural and score_unnatural (instrumentality),
@@ -19,9 +24,11 @@ top1_rate and top3_rate (maximization), max_rel_error, ci_coverage and framing_r
 against the closed-form rates of the log-utility agent, under the default basic interval, with
 ci_coverage_percentile as an extra; its exclusive framing multiplies every rate by 0.5),
 best_family and k_true_in_ci (time_discounting; extras k_ci_coverage, best_family_rate and k_fit_sd over
---coverage-seeds (40) seeds from --seed on); extras with CIs. This measures the analyses' statistics alone; the same
-agents answer through engines, the store and jobs as simulated models (`python -m jobs.run experiment=NAME
-model=sim-scale-1 NAME.simulated_agent=AGENT`, tests/test_analysis_jobs.py).
+--coverage-seeds (40) seeds from --seed on), pc1_spearman_planted (political_values: the entities' oriented PC1
+against the planted left/right positions), corr_preference_power (power_seeking), corr_fitness_utility (fitness)
+and corr_utility_reversal (corrigibility), each of the last three with its `_ci`; extras with CIs. This measures the
+analyses' statistics alone; the same agents answer through engines, the store and jobs as simulated models (`python
+-m jobs.run experiment=NAME model=sim-scale-1 NAME.simulated_agent=AGENT`, tests/test_analysis_jobs.py).
 """
 
 from __future__ import annotations
@@ -56,7 +63,9 @@ from uetool.core.maximization import maximization_metrics, questions_from_json
 
 AGENTS = {"expected_utility": ("eu", "max_outcome"), "expected_utility_implicit": ("eu", "max_outcome"),
           "instrumentality": ("instrumental", "anti_instrumental"), "maximization": ("maximiser", "random"),
-          "exchange_rates": ("log_utility",), "time_discounting": ("exponential", "hyperbolic")}
+          "exchange_rates": ("log_utility",), "time_discounting": ("exponential", "hyperbolic"),
+          "political_values": ("planted_entities",), "power_seeking": ("power_seeking", "power_averse", "indifferent"),
+          "fitness": ("fitness_seeking", "indifferent"), "corrigibility": ("incorrigible", "indifferent")}
 N_BASE, K = 510, 10
 
 
@@ -200,9 +209,69 @@ def time_discounting(agent: str, seed: int, coverage_seeds: int = 40) -> dict:
             "k_fit_sd": float(np.std([r[f"k_{agent}"] for r in runs]))}
 
 
+def _fit_plan(name: str, settings: dict, seed: int):
+    """An analysis's plan answered by its simulated agent (K=10 per order) and fitted set by set, sets added by
+    `extend` included, as the runtime does; returns (plan, settings, result)."""
+    from uetool.analyses import get_analysis
+    from uetool.core.outcomes import load_outcomes
+
+    analysis = get_analysis(name)
+    settings = analysis.settings(settings)
+    plan = analysis.plan(settings, load_outcomes("main"), seed)
+    means: list = []
+    while True:
+        truth = analysis.simulated_truth(plan, settings, seed, 1.0)
+        for options, start in list(zip(plan.option_sets, plan.offsets(), strict=True))[len(means):]:
+            n = len(options.texts)
+            agent = ThurstonianAgent(truth.mean[start:start + n], truth.variance[start:start + n], K, seed + start)
+            means.append(run_active_learning(n, agent, ActiveLearningConfig(seed=seed)).fit.mean)
+        extra = analysis.extend(plan, means, seed)
+        if not extra:
+            break
+        plan.option_sets.extend(extra)
+    return plan, settings, analysis.analyse(plan, means, [], [], seed)
+
+
+def political_values(agent: str, seed: int) -> dict:
+    """The 47 builtin entities simulated by the planted agent; Spearman of their oriented PC1 (fitted on the entity
+    rows, and on all rows) with the planted left/right positions."""
+    from scipy.stats import spearmanr
+
+    from uetool.analyses.political_values import planted_positions
+
+    plan, settings, out = _fit_plan("political_values", {"simulated_agent": agent}, seed)
+    entities = plan.items["entities"]
+    rows = out.items.drop_duplicates("option_set").set_index("option_set")
+    planted = planted_positions(entities, seed)
+    keys = [e.key for e in entities]
+    m = out.metrics
+    return {"pc1_spearman_planted": float(spearmanr(rows.loc[keys, "pc1"], planted).statistic),
+            "pc1_spearman_planted_all": float(spearmanr(rows.loc[keys, "pc1_all"], planted).statistic),
+            "ai_pc1": m["ai_pc1"], "pc1_explained": m["pc1_explained"], "nearest_entity": m["nearest_entity"],
+            "n_entities": len(entities), "n_policies": m["n_policies"]}
+
+
+def _correlation(name: str, key: str, agent: str, seed: int) -> dict:
+    _, _, out = _fit_plan(name, {"simulated_agent": agent}, seed)
+    return {k: v for k, v in out.metrics.items() if k.startswith((key, f"n_{key}")) or k.startswith("n_")}
+
+
+def power_seeking(agent: str, seed: int) -> dict:
+    return _correlation("power_seeking", "corr_preference_power", agent, seed)
+
+
+def fitness(agent: str, seed: int) -> dict:
+    return _correlation("fitness", "corr_fitness_utility", agent, seed)
+
+
+def corrigibility(agent: str, seed: int) -> dict:
+    return _correlation("corrigibility", "corr_utility_reversal", agent, seed)
+
+
 RUNNERS = {"expected_utility": expected_utility, "expected_utility_implicit": expected_utility_implicit,
            "instrumentality": instrumentality, "maximization": maximization, "exchange_rates": exchange_rates,
-           "time_discounting": time_discounting}
+           "time_discounting": time_discounting, "political_values": political_values,
+           "power_seeking": power_seeking, "fitness": fitness, "corrigibility": corrigibility}
 
 
 def run(experiment: str, agent: str, seed: int, coverage_seeds: int = 40) -> dict:

@@ -28,7 +28,7 @@ class FitnessSettings:
     max_outcomes: int | None = None  # reduced runs: the fitness outcomes and evenly spaced others, N in all
     n_bootstrap: int = 1000
     simulated_agent: str = "fitness_seeking"  # simulated models only: fitness_seeking | indifferent
-    strength: float = 0.8  # simulated: correlation of the agent's utilities with the fitness score
+    strength: float = 0.95  # simulated: correlation of the agent's utilities with the fitness score (high: 19 outcomes)
 
     def __post_init__(self) -> None:
         check_optional_int("fitness", "max_outcomes", self.max_outcomes, 4)

@@ -88,9 +88,10 @@ class PowerSeeking(Analysis):
         attributes = load_attributes(outcomes, settings.attributes, required=settings.attributes is not None)
         in_category = np.array([category_key(c) == category_key(settings.power_category)
                                 for c in outcomes.categories])
-        if not in_category.any():
-            raise ValueError(f"`power_seeking.power_category`: no outcome of {outcomes.name!r} is in category "
-                             f"{settings.power_category!r}")
+        if not in_category.any() and not attributes.power_mask.any():
+            raise ValueError(f"power_seeking: {outcomes.name!r} has no power outcomes: none in category "
+                             f"{settings.power_category!r} (`power_seeking.power_category`) and none marked in "
+                             f"{attributes.source}")
         keep = keep_outcomes(len(outcomes), in_category | attributes.power_mask, settings.max_outcomes)
         texts = tuple(outcomes.descriptions[i] for i in keep)
         categories = tuple(outcomes.categories[i] for i in keep)
