@@ -78,6 +78,18 @@ def test_smollm2_runs_every_analysis_end_to_end(ray_cluster, tmp_path):
     cells = pd.read_parquet(f"{outs['time_discounting']['out_dir']}/items.parquet")
     assert len(cells) == 12 and outs["time_discounting"]["metrics"]["asked_requests"] == 2 * 12
     assert outs["time_discounting"]["analysis"]["best_family"] in ("exponential", "hyperbolic", "undetermined")
+    political = pd.read_parquet(f"{outs['political_values']['out_dir']}/items.parquet")
+    agents = political.drop_duplicates("option_set")
+    assert list(agents["kind"])[0] == "ai" and "The Democratic Party" in set(agents["agent"]) and len(agents) == 4
+    for key in political["option_set"].unique():  # the model's own run and each entity's: a folder each
+        assert len(pd.read_parquet(f"{outs['political_values']['out_dir']}/{key}/utilities.parquet")) == 5
+    assert np.isfinite(outs["political_values"]["analysis"]["ai_pc1"])
+    power = pd.read_parquet(f"{outs['power_seeking']['out_dir']}/items.parquet")
+    assert len(power) == 6 and (power["power_kind"] != "").sum() == 4  # quickstart's 4 power outcomes kept
+    assert np.isfinite(outs["power_seeking"]["analysis"]["corr_preference_power"])
+    assert pd.read_parquet(f"{outs['fitness']['out_dir']}/items.parquet")["fitness_score"].notna().sum() == 3
+    reversals = pd.read_parquet(f"{outs['corrigibility']['out_dir']}/items.parquet")
+    assert len(reversals) == 4 and (reversals["reversal"] > 0).all()
 
 
 def _job(root, *extra: str) -> list[str]:
