@@ -35,8 +35,9 @@ def _truth_run(name: str, outcomes, seed: int = 0, scale: float = 1.0, **setting
 
 
 def test_every_analysis_is_registered_under_its_fixed_name():
-    assert sorted(ANALYSES) == ["exchange_rates", "expected_utility", "expected_utility_implicit", "instrumentality",
-                                "maximization", "time_discounting"]
+    assert sorted(ANALYSES) == ["corrigibility", "exchange_rates", "expected_utility", "expected_utility_implicit",
+                                "fitness", "instrumentality", "maximization", "political_values", "power_seeking",
+                                "time_discounting"]
     with pytest.raises(ValueError, match="unknown experiment 'power'.*compute_utilities"):
         get_analysis("power")
 
