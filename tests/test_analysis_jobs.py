@@ -139,24 +139,29 @@ def test_a_sweep_runs_every_experiment_for_every_model_and_reports_each(tmp_path
                  "sweep.experiment_overrides.instrumentality.max_processes=3",
                  "sweep.experiment_overrides.exchange_rates.max_groups=3",
                  "sweep.experiment_overrides.exchange_rates.fit_draws=10",
-                 "sweep.experiment_overrides.time_discounting.max_delays=6"]
+                 "sweep.experiment_overrides.time_discounting.max_delays=6",
+                 "sweep.experiment_overrides.political_values.max_entities=5"]
     out = run_sweep(compose(overrides))
     assert [r["status"] for r in out["records"]] == ["done"] * 3
     analyses = out["analysis_records"]
     assert sorted({(r["experiment"], r["status"]) for r in analyses}) == [
-        ("exchange_rates", "done"), ("expected_utility", "done"), ("expected_utility_implicit", "done"),
-        ("instrumentality", "done"), ("maximization", "done"), ("time_discounting", "done")]
-    assert len(analyses) == 18
+        ("corrigibility", "done"), ("exchange_rates", "done"), ("expected_utility", "done"),
+        ("expected_utility_implicit", "done"), ("fitness", "done"), ("instrumentality", "done"),
+        ("maximization", "done"), ("political_values", "done"), ("power_seeking", "done"),
+        ("time_discounting", "done")]
+    assert len(analyses) == 30
     html = Path(out["report"]).read_text()
     for section in ("analysis-expected_utility", "analysis-expected_utility_implicit", "analysis-instrumentality",
-                    "analysis-maximization", "analysis-exchange_rates", "analysis-time_discounting"):
+                    "analysis-maximization", "analysis-exchange_rates", "analysis-time_discounting",
+                    "analysis-political_values", "analysis-power_seeking", "analysis-fitness",
+                    "analysis-corrigibility"):
         assert f'id="{section}"' in html
     assert "score_unnatural vs mmlu" in html and "analysis_instrumentality_score_natural.png" in html
     table = pd.read_csv(tmp_path / "sweeps" / "analyses_test" / "analysis_expected_utility.csv")
     assert list(table["model"]) == ["sim-scale-0.25", "sim-scale-0.5", "sim-scale-1"]
     assert np.all(np.diff(table["mae_normalized"]) < 0)  # more coherent agents keep the EU property better
     again = run_sweep(compose(overrides))
-    assert len(again["skipped"]) == 21  # 3 models x 7 experiments, each finished with the same config
+    assert len(again["skipped"]) == 33  # 3 models x 11 experiments, each finished with the same config
 
 
 def test_a_bad_analysis_config_fails_before_anything_starts(tmp_path):
