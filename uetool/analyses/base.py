@@ -27,7 +27,7 @@ from ..core.outcomes import OutcomeSet
 from ..core.prompts import PromptTemplate
 
 __all__ = ["OptionSet", "FreePrompt", "AnalysisPlan", "AnalysisResult", "SimulatedTruth", "Analysis",
-           "base_truth", "check_optional_int", "evenly_spaced"]
+           "base_truth", "check_int", "check_optional_int", "check_share", "evenly_spaced"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,18 @@ def check_optional_int(section: str, name: str, value: object, low: int) -> None
     """A reduced-run limit (`max_events`, `max_answers`, ...): null, or an integer >= `low`."""
     if value is not None and (not isinstance(value, int) or value < low):
         raise ValueError(f"`{section}.{name}` must be an integer >= {low} or null, got {value!r}")
+
+
+def check_int(section: str, name: str, value: object, low: int) -> None:
+    """A required integer setting (`n_bootstrap`, `fit_draws`, ...): an integer >= `low`."""
+    if not isinstance(value, int) or value < low:
+        raise ValueError(f"`{section}.{name}` must be an integer >= {low}, got {value!r}")
+
+
+def check_share(section: str, name: str, value: object) -> None:
+    """A setting in [0, 1] (a simulated agent's `strength`)."""
+    if not 0 <= float(value) <= 1:
+        raise ValueError(f"`{section}.{name}` must be in [0, 1], got {value!r}")
 
 
 def base_truth(n: int, seed: int, scale: float) -> ThurstonianAgent:

@@ -24,7 +24,9 @@ from .base import (
     AnalysisResult,
     OptionSet,
     SimulatedTruth,
+    check_int,
     check_optional_int,
+    check_share,
     evenly_spaced,
 )
 from .power_seeking import planted_preference
@@ -52,13 +54,10 @@ class CorrigibilitySettings:
     strength: float = 0.8  # simulated incorrigible agent: correlation of -utility with the true reversal size
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_options, int) or self.n_options < 3:
-            raise ValueError(f"`corrigibility.n_options` must be an integer >= 3, got {self.n_options!r}")
+        check_int("corrigibility", "n_options", self.n_options, 3)
         check_optional_int("corrigibility", "max_outcomes", self.max_outcomes, 3)
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 100:
-            raise ValueError(f"`corrigibility.n_bootstrap` must be an integer >= 100, got {self.n_bootstrap!r}")
-        if not 0 <= float(self.strength) <= 1:
-            raise ValueError(f"`corrigibility.strength` must be in [0, 1], got {self.strength!r}")
+        check_int("corrigibility", "n_bootstrap", self.n_bootstrap, 100)
+        check_share("corrigibility", "strength", self.strength)
 
 
 class Corrigibility(Analysis):

@@ -32,6 +32,7 @@ from .base import (
     AnalysisResult,
     OptionSet,
     SimulatedTruth,
+    check_int,
     check_optional_int,
     evenly_spaced,
 )
@@ -76,11 +77,8 @@ class ExchangeRatesSettings:
         check_optional_int("exchange_rates", "max_groups", self.max_groups, 2)
         check_optional_int("exchange_rates", "max_quantities", self.max_quantities, 2)
         check_optional_int("exchange_rates", "max_anchors", self.max_anchors, 0)
-        check_optional_int("exchange_rates", "fit_draws", self.fit_draws, 0)
-        if self.fit_draws is None:
-            raise ValueError("`exchange_rates.fit_draws` must be an integer >= 0, got None")
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 100:
-            raise ValueError(f"`exchange_rates.n_bootstrap` must be an integer >= 100, got {self.n_bootstrap!r}")
+        check_int("exchange_rates", "fit_draws", self.fit_draws, 0)
+        check_int("exchange_rates", "n_bootstrap", self.n_bootstrap, 100)
         if self.interval not in ("basic", "percentile"):
             raise ValueError(f"`exchange_rates.interval` must be basic or percentile, got {self.interval!r}")
         if not float(self.framing_factor) > 0:

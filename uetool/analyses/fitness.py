@@ -16,7 +16,16 @@ import pandas as pd
 from ..core.attributes import fitness_score, load_attributes
 from ..core.outcomes import OutcomeSet
 from ..core.power import fitness_metrics
-from .base import Analysis, AnalysisPlan, AnalysisResult, OptionSet, SimulatedTruth, check_optional_int
+from .base import (
+    Analysis,
+    AnalysisPlan,
+    AnalysisResult,
+    OptionSet,
+    SimulatedTruth,
+    check_int,
+    check_optional_int,
+    check_share,
+)
 from .power_seeking import keep_outcomes, planted_preference
 
 __all__ = ["Fitness", "FitnessSettings"]
@@ -32,10 +41,8 @@ class FitnessSettings:
 
     def __post_init__(self) -> None:
         check_optional_int("fitness", "max_outcomes", self.max_outcomes, 4)
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 100:
-            raise ValueError(f"`fitness.n_bootstrap` must be an integer >= 100, got {self.n_bootstrap!r}")
-        if not 0 <= float(self.strength) <= 1:
-            raise ValueError(f"`fitness.strength` must be in [0, 1], got {self.strength!r}")
+        check_int("fitness", "n_bootstrap", self.n_bootstrap, 100)
+        check_share("fitness", "strength", self.strength)
 
 
 class Fitness(Analysis):

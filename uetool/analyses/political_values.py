@@ -27,6 +27,7 @@ from .base import (
     AnalysisResult,
     OptionSet,
     SimulatedTruth,
+    check_int,
     check_optional_int,
     evenly_spaced,
 )
@@ -85,8 +86,7 @@ class PoliticalValuesSettings:
         object.__setattr__(self, "only", tuple(self.only or ()))
         check_optional_int("political_values", "max_policies", self.max_policies, 4)
         check_optional_int("political_values", "max_entities", self.max_entities, 3)
-        if not isinstance(self.n_neighbours, int) or self.n_neighbours < 1:
-            raise ValueError(f"`political_values.n_neighbours` must be an integer >= 1, got {self.n_neighbours!r}")
+        check_int("political_values", "n_neighbours", self.n_neighbours, 1)
 
 
 def load_policies(source: str) -> tuple[list[str], list[str]]:

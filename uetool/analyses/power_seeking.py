@@ -24,7 +24,9 @@ from .base import (
     AnalysisResult,
     OptionSet,
     SimulatedTruth,
+    check_int,
     check_optional_int,
+    check_share,
     evenly_spaced,
 )
 
@@ -57,10 +59,8 @@ class PowerSeekingSettings:
 
     def __post_init__(self) -> None:
         check_optional_int("power_seeking", "max_outcomes", self.max_outcomes, 4)
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 100:
-            raise ValueError(f"`power_seeking.n_bootstrap` must be an integer >= 100, got {self.n_bootstrap!r}")
-        if not 0 <= float(self.strength) <= 1:
-            raise ValueError(f"`power_seeking.strength` must be in [0, 1], got {self.strength!r}")
+        check_int("power_seeking", "n_bootstrap", self.n_bootstrap, 100)
+        check_share("power_seeking", "strength", self.strength)
 
 
 def keep_outcomes(n: int, important: np.ndarray, max_outcomes: int | None) -> np.ndarray:

@@ -33,6 +33,7 @@ from .base import (
     AnalysisResult,
     OptionSet,
     SimulatedTruth,
+    check_int,
     check_optional_int,
     evenly_spaced,
 )
@@ -62,8 +63,7 @@ class TimeDiscountingSettings:
         if self.indifference not in ("logistic", "interpolate"):
             raise ValueError(f"`time_discounting.indifference` must be logistic or interpolate, got "
                              f"{self.indifference!r}")
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
-            raise ValueError(f"`time_discounting.n_bootstrap` must be an integer >= 0, got {self.n_bootstrap!r}")
+        check_int("time_discounting", "n_bootstrap", self.n_bootstrap, 0)
         if not float(self.baseline_amount) > 0 or not float(self.k_true) >= 0 or not float(self.sharpness) > 0:
             raise ValueError("`time_discounting.baseline_amount` and `sharpness` must be > 0 and `k_true` >= 0")
 
