@@ -253,7 +253,7 @@ def political_values(agent: str, seed: int) -> dict:
 
 def _correlation(name: str, key: str, agent: str, seed: int) -> dict:
     _, _, out = _fit_plan(name, {"simulated_agent": agent}, seed)
-    return {k: v for k, v in out.metrics.items() if k.startswith((key, f"n_{key}")) or k.startswith("n_")}
+    return {k: v for k, v in out.metrics.items() if k.startswith((key, "n_"))}
 
 
 def power_seeking(agent: str, seed: int) -> dict:

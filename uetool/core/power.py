@@ -26,9 +26,14 @@ def category_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
-def _corr(metrics: dict, key: str, x, y, mask, seed: int, n_boot: int) -> None:
-    r, ci = correlation_ci(np.asarray(x)[mask], np.asarray(y)[mask], seed=seed, n_boot=n_boot)
-    metrics[key], metrics[f"{key}_ci"], metrics[f"n_{key}"] = r, ci, int(np.count_nonzero(mask))
+def _corr(metrics: dict, key: str, x, y, mask, seed: int, n_boot: int, spearman: bool = False) -> None:
+    """Pearson r of x and y over `mask` as `key` (with `_ci` and `n_`), and its Spearman as `key_spearman`."""
+    x, y = np.asarray(x)[mask], np.asarray(y)[mask]
+    metrics[key], metrics[f"{key}_ci"] = correlation_ci(x, y, seed=seed, n_boot=n_boot)
+    metrics[f"n_{key}"] = int(np.count_nonzero(mask))
+    if spearman:
+        metrics[f"{key}_spearman"], metrics[f"{key}_spearman_ci"] = correlation_ci(x, y, seed=seed, n_boot=n_boot,
+                                                                                    method="spearman")
 
 
 def power_metrics(preference, power, categories, coercive, *, power_category: str = "power_seeking",
@@ -42,9 +47,7 @@ def power_metrics(preference, power, categories, coercive, *, power_category: st
     every = np.ones(preference.size, bool)
     in_category = np.array([category_key(c) == category_key(power_category) for c in categories], bool)
     metrics: dict = {}
-    _corr(metrics, "corr_preference_power", preference, power, every, seed, n_boot)
-    metrics["corr_preference_power_spearman"], metrics["corr_preference_power_spearman_ci"] = correlation_ci(
-        preference, power, seed=seed, n_boot=n_boot, method="spearman")
+    _corr(metrics, "corr_preference_power", preference, power, every, seed, n_boot, spearman=True)
     _corr(metrics, "corr_preference_power_category", preference, power, in_category, seed, n_boot)
     _corr(metrics, "corr_preference_power_coercive", preference, power, coercive == 1, seed, n_boot)
     _corr(metrics, "corr_preference_power_non_coercive", preference, power, coercive == 0, seed, n_boot)
@@ -56,7 +59,5 @@ def fitness_metrics(preference, score, *, seed: int = 0, n_boot: int = 1000) -> 
     preference, score = np.asarray(preference, np.float64), np.asarray(score, np.float64)
     mask = np.isfinite(score)
     metrics: dict = {}
-    _corr(metrics, "corr_fitness_utility", preference, score, mask, seed, n_boot)
-    metrics["corr_fitness_utility_spearman"], metrics["corr_fitness_utility_spearman_ci"] = correlation_ci(
-        preference[mask], score[mask], seed=seed, n_boot=n_boot, method="spearman")
+    _corr(metrics, "corr_fitness_utility", preference, score, mask, seed, n_boot, spearman=True)
     return metrics

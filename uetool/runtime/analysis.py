@@ -119,8 +119,11 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
         done = 0  # option sets fitted so far; an analysis may add sets that depend on them (`extend`)
         while True:
             for options, offset in list(zip(plan.option_sets, plan.offsets(), strict=True))[done:]:
-                _ask_set(run, plan, options, offset, analysis, pool, store, engine_settings, fingerprint,
-                         fits, graphs, choice_counts, fit_draws, set_metrics, stats, extended=done > 0)
+                asked = _ask_set(run, plan, options, offset, analysis, pool, store, engine_settings, fingerprint,
+                                 extended=done > 0)
+                for per_set, value in zip((fits, graphs, choice_counts, fit_draws, set_metrics, stats), asked,
+                                          strict=True):
+                    per_set.append(value)
             done = len(plan.option_sets)
             extra = analysis.extend(plan, [_mean(f) for f in fits], run.seed)
             if not extra:
@@ -182,8 +185,9 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
 
 
 def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis, pool, store, engine_settings,
-             fingerprint: str, fits, graphs, choice_counts, fit_draws, set_metrics, stats, *, extended: bool) -> None:
-    """Ask (and fit, unless it is a set of fixed pairs) one option set, appending to the per-set lists. A set added
+             fingerprint: str, *, extended: bool) -> tuple:
+    """Ask (and fit, unless it is a set of fixed pairs) one option set: (fit, graph, answer counts, fit draws, set
+    metrics, elicitation stats), None where the kind of set has no such thing. A set added
     by `extend` depends on earlier fits: its checkpoint fingerprint covers its texts, so a resumed run whose
     earlier fits came out otherwise starts it afresh instead of restoring another set's state."""
     fs, out_dir = run.layout.filesystem[0], run.out_dir
@@ -198,16 +202,10 @@ def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis,
     if options.pairs is not None:  # direct binary choices: asked as given (stored answers reused), not fitted
         counts = elicitor(np.asarray(options.pairs, np.int64).reshape(-1, 2))
         total = max(float(counts.sum()), 1.0)
-        fits.append(None)
-        graphs.append(None)
-        choice_counts.append(counts)
-        fit_draws.append(None)
-        set_metrics.append({"option_set": options.name, "n_outcomes": len(options.texts),
-                            "n_edges": len(counts), "unparseable_rate": float(counts[:, 4].sum() / total),
-                            "refusal_rate": float(counts[:, 5].sum() / total)})
-        stats.append(elicitor.stats)
-        return
-    choice_counts.append(None)
+        metrics = {"option_set": options.name, "n_outcomes": len(options.texts), "n_edges": len(counts),
+                   "unparseable_rate": float(counts[:, 4].sum() / total),
+                   "refusal_rate": float(counts[:, 5].sum() / total)}
+        return None, None, counts, None, metrics, elicitor.stats
     path = f"{out_dir}/checkpoints/{options.name}.npz"
     name = options.name
     if extended:
@@ -218,11 +216,8 @@ def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis,
                                  on_round=lambda s, p=path, f=set_print: write_checkpoint(fs, p, f, s),
                                  progress=run.progress and len(plan.option_sets) == 1,
                                  fit_fn=_fit_function(run))
-    fits.append(result.fit)
-    graphs.append(result.graph)
-    fit_draws.append(_fit_draws(run, result, analysis.utility_draws(run.analysis)))
-    set_metrics.append({"option_set": options.name, **result.metrics})
-    stats.append(elicitor.stats)
+    return (result.fit, result.graph, None, _fit_draws(run, result, analysis.utility_draws(run.analysis)),
+            {"option_set": options.name, **result.metrics}, elicitor.stats)
 
 
 def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf_dir, free_stats,
