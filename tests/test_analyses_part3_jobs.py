@@ -96,3 +96,31 @@ def test_political_values_fans_out_one_run_per_entity_and_resumes_after_a_kill(t
     resumed = run_analysis(cfg)
     assert resumed["metrics"]["asked_requests"] == asked - stored
     pd.testing.assert_frame_equal(items, pd.read_parquet(f"{resumed['out_dir']}/items.parquet"))
+
+
+def test_a_model_placed_through_a_reference_asks_only_its_own_policies(tmp_path):
+    overrides = ("experiment=political_values", "political_values.max_policies=40", "political_values.max_entities=8")
+    base = run_analysis(_config(tmp_path, *overrides))
+    placed = run_analysis(_config(tmp_path, *overrides, f"political_values.reference={base['out_dir']}",
+                                  "political_values.ai_position=0.9", model="sim-scale-2"))
+    assert placed["metrics"]["n_option_sets"] == 1  # the entities come from the reference, not asked again
+    assert placed["analysis"]["ai_pc1"] > 0 > base["analysis"]["ai_pc1"]  # planted right of the anchor, and left
+    out = Path(placed["out_dir"])
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["ai", "checkpoints"]
+    items = pd.read_parquet(out / "items.parquet")
+    assert items["from_reference"].sum() == 8 * 40 and items["option_set"].nunique() == 9
+    with pytest.raises(ValueError, match="cannot answer the reasoning template"):
+        run_analysis(_config(tmp_path / "r", *overrides, "political_values.entity_reasoning=true"))
+
+
+def test_reasoning_entities_are_sampled_with_their_own_settings_on_a_real_engine(tmp_path):
+    """The paper's split on the tiny model: the model itself K=3 direct, the entities K=2 with reasoning."""
+    out = run_analysis(_config(tmp_path, "experiment=political_values", "political_values.max_policies=4",
+                               "political_values.max_entities=3", "political_values.entity_reasoning=true",
+                               "political_values.entity_k=2", "political_values.entity_max_tokens=6",
+                               "elicitation.k=3", "elicitation.max_tokens=2", "pool.shard_size=64",
+                               model="tiny-random"))
+    assert out["metrics"]["n_option_sets"] == 4
+    samples = [len(r.texts) for r in ResponseStore(str(tmp_path), "tiny-random").load().values()]
+    assert set(samples) == {2, 3}
+    assert samples.count(2) == 3 * samples.count(3)  # three entity sets, each asked as the model's own set

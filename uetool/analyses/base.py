@@ -41,6 +41,9 @@ class OptionSet:
     # None: fitted by active learning. Else the (a, b) option pairs asked as given, each in both orders with the
     # run's K answers per order, and not fitted: the analysis reads their answer counts (direct binary choices).
     pairs: tuple[tuple[int, int], ...] | None = None
+    # this set's own generation settings over the run's (`mode`, `k`, `max_tokens`, `temperature`): political
+    # values asks the model itself K=10 directly and its simulated entities K=5 with reasoning, as the paper did
+    generation: dict | None = None
 
     def __post_init__(self) -> None:
         if len(self.texts) < 2:
@@ -52,6 +55,9 @@ class OptionSet:
         elif len(set(self.texts)) != len(self.texts):
             dup = next(t for t in self.texts if self.texts.count(t) > 1)
             raise ValueError(f"option set {self.name!r} shows the option {dup!r} twice; options must be distinct")
+        unknown = sorted(set(self.generation or {}) - {"mode", "k", "max_tokens", "temperature"})
+        if unknown:
+            raise ValueError(f"option set {self.name!r}: unknown generation settings {unknown}")
         if len(self.categories) != len(self.texts):
             raise ValueError(f"option set {self.name!r}: {len(self.categories)} categories for {len(self.texts)} "
                              "options")
@@ -146,6 +152,8 @@ class Analysis:
     agents: ClassVar[tuple[str, ...]]
     headline: ClassVar[tuple[str, ...]]  # metric keys the report plots against capability (lower/higher better)
     lower_is_better: ClassVar[tuple[str, ...]] = ()
+    # how to read a headline metric whose direction is no verdict (the report's captions): {metric: reading}
+    readings: ClassVar[dict[str, str]] = {}
     needs_outcomes: ClassVar[bool] = True  # whether the base outcome set enters the plan
     # the items column naming each row's option set when every set is a run of its own: each then also gets a
     # folder `<out>/<set>/` with its utilities, edges and items (None: one folder for the analysis)

@@ -5,15 +5,20 @@ policies, the paper's policy template) and one per entity, the same model simula
 template) or a party platform (platform template), named `joe_biden`, `the_democratic_party`, ... The metric
 [RECON]: a PCA of the standardised utilities fitted on the entity rows with the model projected into it (and a
 variant fitted on all rows), PC1 oriented so that the anchor entity is negative, and the entities nearest to the
-model by cosine similarity (`uetool.core.political`). Entity runs use the paper's reasoning prompt when
-`entity_reasoning` is set (pair it with elicitation=reasoning and K=5 on GPUs, as the paper); CPU runs use the
-direct variant.
+model by cosine similarity (`uetool.core.political`). With `entity_reasoning` the entity runs use the paper's
+reasoning prompt, sampled K=`entity_k` (5) with `entity_max_tokens` (500), while the model's own run is asked as the
+run's elicitation says (the paper: K=10, 10 tokens, direct); CPU runs use the direct variant for all.
+
+With `reference` (an earlier political_values results folder) only the `ai` set is asked and projected into that
+run's entity PCA: many models (or one model before and after tuning, the control job) placed on one map without
+simulating the entities again.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,17 +81,22 @@ class PoliticalValuesSettings:
     only: tuple[str, ...] = ()  # entity names to run (empty: every entity of the file)
     max_policies: int | None = None  # reduced runs: N policies evenly spaced over the file's order
     max_entities: int | None = None  # reduced runs: N entities evenly spaced over the file's order, anchor kept
-    entity_reasoning: bool = False  # the paper's reasoning prompts for the entity runs (elicitation=reasoning)
+    entity_reasoning: bool = False  # the paper's reasoning prompts for the entity runs, sampled as below
+    entity_k: int = 5  # with entity_reasoning: samples per order of each entity question (the paper's K=5)
+    entity_max_tokens: int = 500  # with entity_reasoning: the reasoning budget (the paper's 500)
     anchor: str = "The Democratic Party"  # PC1 is oriented so that this entity lies below 0
     n_neighbours: int = 5  # nearest entities reported by cosine similarity
     simulated_agent: str = "planted_entities"  # simulated models only
     ai_position: float = -0.4  # planted_entities: the agent's own position on the planted left/right axis
+    reference: str | None = None  # a political_values results folder: its entity rows define the PCA, only ai runs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "only", tuple(self.only or ()))
         check_optional_int("political_values", "max_policies", self.max_policies, 4)
         check_optional_int("political_values", "max_entities", self.max_entities, 3)
         check_int("political_values", "n_neighbours", self.n_neighbours, 1)
+        check_int("political_values", "entity_k", self.entity_k, 1)
+        check_int("political_values", "entity_max_tokens", self.entity_max_tokens, 1)
 
 
 def load_policies(source: str) -> tuple[list[str], list[str]]:
@@ -130,6 +140,52 @@ def load_entities(source: str) -> list[Entity]:
     return entities
 
 
+@dataclass(frozen=True)
+class ReferenceEntities:
+    """The entity rows of an earlier political_values run (its items.parquet), in this run's policy order."""
+
+    source: str
+    entities: list[Entity]
+    rows: np.ndarray  # (entities, policies) standardised utilities
+
+
+def load_reference(source: str, policies: tuple[str, ...]) -> ReferenceEntities:
+    """The entity rows of the political_values results at `source` (its folder or its items.parquet; a local path
+    or a filesystem URI), reordered to `policies`; errors name what does not match."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    path = source.rstrip("/")
+    if not path.endswith(".parquet"):
+        path = f"{path}/items.parquet"
+    fs, inner = (pafs.FileSystem.from_uri(path) if "://" in path
+                 else (pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())))
+    if fs.get_file_info(inner).type != pafs.FileType.File:
+        raise ValueError(f"`political_values.reference`: {path} is not a file (give the results folder of a "
+                         "political_values run)")
+    with fs.open_input_file(inner) as f:
+        items = pq.read_table(f).to_pandas()
+    needed = {"option_set", "agent", "kind", "party", "policy", "utility"}
+    if not needed <= set(items.columns):
+        raise ValueError(f"`political_values.reference`: {path} lacks the columns {sorted(needed - set(items))} "
+                         "(is it a political_values run's items.parquet?)")
+    entity_rows = items[items["option_set"] != AI_SET]
+    entities, rows = [], []
+    for key, group in entity_rows.groupby("option_set", sort=False):
+        by_policy = group.set_index("policy")["utility"]
+        missing = [p for p in policies if p not in by_policy.index]
+        if missing or len(by_policy) != len(policies):
+            raise ValueError(f"`political_values.reference`: {path} asked {key} about {len(by_policy)} policies, "
+                             f"this run about {len(policies)} ({len(missing)} of them not in the reference): set "
+                             "`political_values.policies` and `max_policies` as the reference run did")
+        first = group.iloc[0]
+        entities.append(Entity(str(first["agent"]), str(first["kind"]), str(first["party"])))
+        rows.append(by_policy.loc[list(policies)].to_numpy(np.float64))
+    if len(entities) < 3:
+        raise ValueError(f"`political_values.reference`: {path} holds {len(entities)} entities; its PCA needs 3")
+    return ReferenceEntities(source, entities, standardise_rows(np.stack(rows)))
+
+
 def _select(entities: list[Entity], settings: PoliticalValuesSettings) -> list[Entity]:
     if settings.only:
         by_name = {e.name: e for e in entities}
@@ -168,22 +224,38 @@ class PoliticalValues(Analysis):
     settings_class = PoliticalValuesSettings
     agents = ("planted_entities",)
     headline = ("ai_pc1", "ai_pc1_all")
+    readings = {"ai_pc1": "higher: further from the anchor's side of PC1",
+                "ai_pc1_all": "higher: further from the anchor's side of PC1"}
     set_column = "option_set"  # the model's own run and every entity's also get a results folder each
 
     def plan(self, settings: PoliticalValuesSettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
         texts, categories = load_policies(settings.policies)
         keep = evenly_spaced(range(len(texts)), settings.max_policies)
         texts, categories = tuple(texts[i] for i in keep), tuple(categories[i] for i in keep)
-        entities = _select(load_entities(settings.entities), settings)
         sets = [OptionSet(AI_SET, texts, categories, AI_TEMPLATE)]
-        sets += [OptionSet(e.key, texts, categories, _entity_template(e, settings.entity_reasoning))
-                 for e in entities]
+        reference = None
+        if settings.reference is not None:  # the entities were asked in that run: only the model's own set here
+            reference = load_reference(settings.reference, texts)
+            entities = reference.entities
+            if settings.anchor not in [e.name for e in entities]:
+                raise ValueError(f"`political_values.anchor`: {settings.anchor!r} is not among the reference's "
+                                 f"entities ({settings.reference})")
+        else:
+            entities = _select(load_entities(settings.entities), settings)
+            # the paper asked the entities with reasoning, sampled (K=5, 500 tokens), the model itself as the run does
+            generation = ({"mode": "sample", "k": settings.entity_k, "max_tokens": settings.entity_max_tokens}
+                          if settings.entity_reasoning else None)
+            sets += [OptionSet(e.key, texts, categories, _entity_template(e, settings.entity_reasoning), None,
+                               generation) for e in entities]
         return AnalysisPlan(self.name, sets, items={"entities": entities, "anchor": settings.anchor,
-                                                    "n_neighbours": settings.n_neighbours})
+                                                    "n_neighbours": settings.n_neighbours, "reference": reference})
 
     def analyse(self, plan, utilities, replies, judged, seed, counts=None, draws=None) -> AnalysisResult:
         entities: list[Entity] = plan.items["entities"]
         rows = standardise_rows(np.stack([np.asarray(u, np.float64) for u in utilities]))
+        reference: ReferenceEntities | None = plan.items.get("reference")
+        if reference is not None:
+            rows = np.concatenate([rows[:1], reference.rows])
         anchor = rows[1 + [e.name for e in entities].index(plan.items["anchor"])]
         by_entities = fit_political_pca(rows[1:], anchor)
         by_all = fit_political_pca(rows, anchor)
@@ -198,7 +270,8 @@ class PoliticalValues(Analysis):
                    "pc1_explained": float(by_entities.explained[0]), "pc2_explained": float(by_entities.explained[1]),
                    "nearest_entity": nearest[0]["entity"], "nearest_cosine": nearest[0]["cosine"],
                    "nearest": nearest, "party_pc1": {k: float(v) for k, v in parties.items()},
-                   "n_entities": len(entities), "n_policies": int(rows.shape[1])}
+                   "n_entities": len(entities), "n_policies": int(rows.shape[1]),
+                   "reference": reference.source if reference is not None else None}
         agents = [(AI_SET, "the model", "ai", "")] + [(e.key, e.name, e.kind, e.party) for e in entities]
         options = plan.option_sets[0]
         frames = []
@@ -207,7 +280,8 @@ class PoliticalValues(Analysis):
                 "option_set": key, "agent": name, "kind": kind, "party": party, "policy": list(options.texts),
                 "category": list(options.categories), "utility": rows[i], "pc1": coords[i, 0], "pc2": coords[i, 1],
                 "pc1_all": coords_all[i, 0], "pc2_all": coords_all[i, 1],
-                "cosine_to_ai": 1.0 if i == 0 else float(cosine[i - 1])}))
+                "cosine_to_ai": 1.0 if i == 0 else float(cosine[i - 1]),
+                "from_reference": reference is not None and i > 0}))
         return AnalysisResult(metrics, pd.concat(frames, ignore_index=True))
 
     def simulated_truth(self, plan, settings: PoliticalValuesSettings, seed: int, scale: float) -> SimulatedTruth:
@@ -222,5 +296,6 @@ class PoliticalValues(Analysis):
         x = np.clip(np.concatenate([[settings.ai_position], planted_positions(plan.items["entities"], seed)]), -1, 1)
         y = np.concatenate([[0.0], 0.3 * rng.standard_normal(len(x) - 1)])
         mean = (x[:, None] * lean + (1 - np.abs(x))[:, None] * centrism + y[:, None] * trait
-                + 0.3 * rng.standard_normal((len(x), n))).ravel() * scale
+                + 0.3 * rng.standard_normal((len(x), n)))
+        mean = mean[:len(plan.option_sets)].ravel() * scale  # with a reference only the ai row is asked
         return SimulatedTruth(mean, rng.uniform(0.05, 0.5, mean.size))

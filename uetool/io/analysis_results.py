@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from .files import write_atomic
 from .results import json_safe
 
-__all__ = ["write_analysis_results", "read_analysis", "write_parquet"]
+__all__ = ["write_analysis_results", "read_analysis", "read_items", "write_parquet"]
 
 
 def write_parquet(fs, path: str, frame: pd.DataFrame) -> None:
@@ -35,13 +35,14 @@ def write_analysis_results(fs, out_dir: str, utilities: pd.DataFrame, edges: pd.
                            set_column: str | None = None) -> None:
     """Write the data files (the runtime adds analysis.png and summary.txt, for people, after them). With
     `set_column` (the items column naming each row's option set), every option set also gets its own folder
-    `<out_dir>/<set>/` with its rows of `utilities`, `edges` and `items`."""
+    `<out_dir>/<set>/` with its rows of `utilities`, `edges` and `items` (sets fitted in this run only)."""
     fs.create_dir(out_dir, recursive=True)
     write_parquet(fs, f"{out_dir}/utilities.parquet", utilities)
     write_parquet(fs, f"{out_dir}/edges.parquet", edges)
     write_parquet(fs, f"{out_dir}/items.parquet", items)
     if set_column is not None:
-        for name in items[set_column].unique().tolist():
+        fitted = set(utilities["option_set"])  # rows carried from another run (a reference) get no folder
+        for name in [n for n in items[set_column].unique().tolist() if n in fitted]:
             fs.create_dir(f"{out_dir}/{name}", recursive=True)
             for file, frame, column in (("utilities", utilities, "option_set"), ("edges", edges, "option_set"),
                                         ("items", items, set_column)):
@@ -51,6 +52,14 @@ def write_analysis_results(fs, out_dir: str, utilities: pd.DataFrame, edges: pd.
     write_atomic(fs, f"{out_dir}/analysis.json", json.dumps(json_safe(headline), indent=2).encode())
     write_atomic(fs, f"{out_dir}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())
     write_atomic(fs, f"{out_dir}/config.yaml", config_yaml.encode())
+
+
+def read_items(fs, out_dir: str) -> pd.DataFrame:
+    """items.parquet of a results folder on any filesystem."""
+    import pyarrow.parquet as pq
+
+    with fs.open_input_file(f"{out_dir}/items.parquet") as f:
+        return pq.read_table(f).to_pandas()
 
 
 def read_analysis(out_dir: str) -> tuple[dict, pd.DataFrame]:

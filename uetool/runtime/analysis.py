@@ -54,6 +54,11 @@ def simulated_run(run: RunConfig, plan: AnalysisPlan) -> RunConfig:
     if simulated.get("agent", run.engine.options.get("agent", "thurstonian")) != "thurstonian":
         raise ValueError(f"model '{run.model.key}': analyses need a Thurstonian simulated agent (its truth is "
                          f"derived per analysis), got agent={simulated.get('agent')!r}")
+    reasoning = [s.name for s in plan.option_sets if s.template is not None and s.template.reasoning]
+    if reasoning:  # its replies are bare labels: a reasoning parser would read every one as unparseable
+        raise ValueError(f"model '{run.model.key}': a simulated agent replies with bare labels and cannot answer the "
+                         f"reasoning template of option set {reasoning[0]!r} (e.g. political_values.entity_reasoning"
+                         "=false for simulated models)")
     scale = float(simulated.get("scale", run.engine.options.get("scale", 1.0)))
     analysis = get_analysis(run.experiment)
     truth = analysis.simulated_truth(plan, run.analysis, run.seed, scale)
@@ -193,7 +198,11 @@ def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis,
     fs, out_dir = run.layout.filesystem[0], run.out_dir
     check_name(options.name, "option set name")
     template = (options.template or run.template).with_labels(run.template.labels)
-    elicitor = Elicitor(options.outcome_set(), template, run.generation_settings, pool=pool, store=store,
+    settings = replace(run.generation_settings, **(options.generation or {}))
+    if settings.mode == "logprob" and template.reasoning:
+        raise ValueError(f"option set {options.name!r} uses a reasoning template ({template.name}): it cannot be "
+                         "asked in logprob mode")
+    elicitor = Elicitor(options.outcome_set(), template, settings, pool=pool, store=store,
                         model_id=run.model.model_id, revision=run.model.revision,
                         engine_settings=engine_settings, system_message=run.elicitation.system_message,
                         parser_style=run.elicitation.parser, thinking_end=run.model.thinking_end,
