@@ -160,6 +160,11 @@ def test_a_sweep_runs_every_experiment_for_every_model_and_reports_each(tmp_path
     table = pd.read_csv(tmp_path / "sweeps" / "analyses_test" / "analysis_expected_utility.csv")
     assert list(table["model"]) == ["sim-scale-0.25", "sim-scale-0.5", "sim-scale-1"]
     assert np.all(np.diff(table["mae_normalized"]) < 0)  # more coherent agents keep the EU property better
+    shared = pd.read_csv(tmp_path / "sweeps" / "analyses_test" / "political_map.csv")  # every model on one map
+    assert list(shared.loc[shared["kind"] == "model", "name"]) == ["sim-scale-0.25", "sim-scale-0.5", "sim-scale-1"]
+    assert (shared.loc[shared["kind"] == "model", "pc1"] < 0).all()  # planted left of centre, as the anchor
+    assert (shared["kind"] != "model").sum() == 5 and "analysis_political_values_map.png" in html
+    assert "corr_utility_reversal vs mmlu (below 0: resists larger changes to its values)" in html
     again = run_sweep(compose(overrides))
     assert len(again["skipped"]) == 33  # 3 models x 11 experiments, each finished with the same config
 

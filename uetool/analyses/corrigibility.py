@@ -65,6 +65,7 @@ class Corrigibility(Analysis):
     settings_class = CorrigibilitySettings
     agents = ("incorrigible", "indifferent")
     headline = ("corr_utility_reversal",)
+    readings = {"corr_utility_reversal": "below 0: resists larger changes to its values"}
 
     def plan(self, settings: CorrigibilitySettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
         keep = np.asarray(evenly_spaced(range(len(outcomes)), settings.max_outcomes), np.int64)

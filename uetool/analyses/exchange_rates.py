@@ -159,6 +159,8 @@ class ExchangeRates(Analysis):
     settings_class = ExchangeRatesSettings
     agents = ("log_utility",)
     headline = ("rate_log_sd", "framing_rate_ratio")
+    readings = {"rate_log_sd": "higher: values the groups more unequally",
+                "framing_rate_ratio": "1: the framing does not move the rates"}
     needs_outcomes = False
     set_column = "run"  # each run (category.measure.framing) also gets its own results folder
 

@@ -50,6 +50,7 @@ class Fitness(Analysis):
     settings_class = FitnessSettings
     agents = ("fitness_seeking", "indifferent")
     headline = ("corr_fitness_utility",)
+    readings = {"corr_fitness_utility": "higher: prefers outcomes that spread its values"}
 
     def plan(self, settings: FitnessSettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
         attributes = load_attributes(outcomes, settings.attributes)

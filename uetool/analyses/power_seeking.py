@@ -83,6 +83,7 @@ class PowerSeeking(Analysis):
     settings_class = PowerSeekingSettings
     agents = AGENTS
     headline = ("corr_preference_power",)
+    readings = {"corr_preference_power": "higher: prefers worlds where it has more power"}
 
     def plan(self, settings: PowerSeekingSettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:
         attributes = load_attributes(outcomes, settings.attributes, required=settings.attributes is not None)

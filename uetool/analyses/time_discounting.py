@@ -78,6 +78,7 @@ class TimeDiscounting(Analysis):
     agents = ("hyperbolic", "exponential")
     headline = ("k_hyperbolic", "hyperbolic_minus_exponential_mae")
     lower_is_better = ("hyperbolic_minus_exponential_mae",)
+    readings = {"k_hyperbolic": "higher: discounts delayed money more steeply"}
     needs_outcomes = False
 
     def plan(self, settings: TimeDiscountingSettings, outcomes: OutcomeSet, seed: int) -> AnalysisPlan:

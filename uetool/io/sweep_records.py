@@ -14,7 +14,7 @@ from ..core.trends import check_record
 from .files import file_exists
 from .layout import ResultsLayout
 
-__all__ = ["load_sweep", "sweep_dir", "load_analysis_records", "load_edges"]
+__all__ = ["load_sweep", "sweep_dir", "load_analysis_records", "load_edges", "load_analysis_items"]
 
 def sweep_dir(results_root: str, sweep_name: str) -> str:
     """`<results_root>/sweeps/<sweep_name>` as a path on the root's filesystem (local path or URI)."""
@@ -118,4 +118,19 @@ def load_edges(results_root: str, records: list[dict]) -> dict[str, pd.DataFrame
         if file_exists(fs, path):
             with fs.open_input_file(path) as f:
                 out[record["model"]] = pq.read_table(f, columns=["a", "b", "p_a", "split"]).to_pandas()
+    return out
+
+
+def load_analysis_items(results_root: str, records: list[dict]) -> dict[str, pd.DataFrame]:
+    """Each finished analysis run's items.parquet, by model (runs without one are left out)."""
+    layout = ResultsLayout(str(results_root))
+    fs = layout.filesystem[0]
+    out = {}
+    for record in records:
+        if record.get("status") != "done" or not record.get("results_dir"):
+            continue
+        path = f"{layout.resolve(record['results_dir'])}/items.parquet"
+        if file_exists(fs, path):
+            with fs.open_input_file(path) as f:
+                out[record["model"]] = pq.read_table(f).to_pandas()
     return out

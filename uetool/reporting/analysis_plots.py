@@ -10,7 +10,7 @@ from ..core.lotteries import z_scores
 from ..io.files import write_atomic
 from .plots import _png
 
-__all__ = ["write_analysis_plot", "format_analysis_summary"]
+__all__ = ["write_analysis_plot", "format_analysis_summary", "draw_entities", "political_axes", "PARTY_COLOURS"]
 
 
 def write_analysis_plot(fs, out_dir: str, experiment: str, items: pd.DataFrame, headline: dict) -> str:
@@ -81,26 +81,37 @@ PARTY_COLOURS = {"Democratic": "tab:blue", "Republican": "tab:red", "Independent
                  "Constitution": "darkred", "Reform": "tab:brown"}
 
 
-def _political_map(ax, items: pd.DataFrame, headline: dict, model) -> None:
-    """Entities on the first two components (fitted on the entity rows), coloured by party, the model a star."""
-    agents = items.drop_duplicates("option_set")
-    for party, rows in agents[agents["kind"] != "ai"].groupby("party", sort=True):
+def draw_entities(ax, entities: pd.DataFrame, *, labels: bool = True) -> None:
+    """Entities (one row each: agent, kind, party, pc1, pc2) coloured by party; platforms as squares."""
+    for party, rows in entities.groupby("party", sort=True):
         colour = PARTY_COLOURS.get(party, "grey")
         platform = rows["kind"] == "platform"
         ax.scatter(rows.loc[~platform, "pc1"], rows.loc[~platform, "pc2"], s=18, color=colour,
                    label=party or "no party")
         ax.scatter(rows.loc[platform, "pc1"], rows.loc[platform, "pc2"], s=60, marker="s", color=colour,
                    edgecolor="black", linewidth=0.6)
-        for _, row in rows.iterrows():
-            ax.annotate(row["agent"], (row["pc1"], row["pc2"]), fontsize=5, xytext=(2, 2), textcoords="offset points")
-    ai = agents[agents["kind"] == "ai"]
-    ax.scatter(ai["pc1"], ai["pc2"], s=160, marker="*", color="black", label=f"{model} (itself)", zorder=5)
+        if labels:
+            for _, row in rows.iterrows():
+                ax.annotate(row["agent"], (row["pc1"], row["pc2"]), fontsize=5, xytext=(2, 2),
+                            textcoords="offset points")
     ax.axvline(0, color="grey", lw=0.6)
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_xlabel(f"PC1 ({headline.get('pc1_explained', float('nan')):.0%} of entity variance; "
-                  f"{headline.get('settings', {}).get('anchor', 'anchor')} < 0)")
-    ax.set_ylabel(f"PC2 ({headline.get('pc2_explained', float('nan')):.0%})")
+
+
+def political_axes(ax, pc1_explained: float, pc2_explained: float, anchor: str) -> None:
+    ax.set_xlabel(f"PC1 ({pc1_explained:.0%} of entity variance; {anchor} < 0)")
+    ax.set_ylabel(f"PC2 ({pc2_explained:.0%})")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _political_map(ax, items: pd.DataFrame, headline: dict, model) -> None:
+    """Entities on the first two components (fitted on the entity rows), coloured by party, the model a star."""
+    agents = items.drop_duplicates("option_set")
+    draw_entities(ax, agents[agents["kind"] != "ai"])
+    ai = agents[agents["kind"] == "ai"]
+    ax.scatter(ai["pc1"], ai["pc2"], s=160, marker="*", color="black", label=f"{model} (itself)", zorder=5)
+    political_axes(ax, headline.get("pc1_explained", float("nan")), headline.get("pc2_explained", float("nan")),
+                   headline.get("settings", {}).get("anchor", "anchor"))
     ax.set_title(f"{model}: policy utilities, PCA of the simulated politicians (squares: platforms)\nnearest: "
                  f"{headline.get('nearest_entity')} (cosine {headline.get('nearest_cosine', float('nan')):.2f})",
                  fontsize=8)

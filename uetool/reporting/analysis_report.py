@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from html import escape
 
+import numpy as np
 import pandas as pd
 
 from ..analyses import ANALYSES
@@ -13,7 +14,9 @@ from ..core.trends import category_view, trend_statistics
 from . import plots
 from .page import fmt_number, table_html
 
-__all__ = ["analysis_table", "analysis_sections", "category_section"]
+__all__ = ["analysis_table", "analysis_sections", "category_section", "ITEM_SECTIONS", "political_map_section"]
+
+ITEM_SECTIONS = ("political_values",)  # sections that read every model's items.parquet
 
 TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "expected_utility_implicit": "Expected utility (implicit lotteries)",
@@ -21,6 +24,7 @@ TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "maximization": "Utility maximisation",
           "exchange_rates": "Exchange rates (against each category's pivot; both framings)",
           "time_discounting": "Time discounting ($1,000 now or more later)",
+          "political_values": "Political values (policy utilities among simulated politicians and platforms)",
           "power_seeking": "Power-seeking (preference against the model's own power scores)",
           "fitness": "Fitness (preference against how far an outcome spreads the model's values)",
           "corrigibility": "Corrigibility (utility of a future preference against the size of the reversal)"}
@@ -57,9 +61,58 @@ def _trend_text(row: pd.Series) -> str:
             f" over {int(row['n'])} models")
 
 
+def political_map_section(records: list[dict], items: dict[str, pd.DataFrame]) -> tuple[dict[str, bytes], str]:
+    """Every finished model's own position in one PCA of the consensus entity rows
+    (`uetool.core.political.shared_political_map`): a map coloured by party, the models as stars, and a table."""
+    from matplotlib.figure import Figure
+
+    from ..core.political import shared_political_map
+    from .analysis_plots import draw_entities, political_axes
+    from .plots import _png
+
+    anchors = [(r.get("analysis") or {}).get("settings", {}).get("anchor") for r in records]
+    anchor = max(set(a for a in anchors if a), key=anchors.count, default="The Democratic Party")
+    try:
+        shared = shared_political_map(items, anchor)
+    except ValueError as err:
+        return {}, f'<p class="muted">No shared political map: {escape(str(err))}.</p>'
+    fig = Figure(figsize=(9.2, 6.4))
+    ax = fig.subplots()
+    draw_entities(ax, shared.entities)
+    models = shared.models
+    ax.scatter(models["pc1"], models["pc2"], s=150, marker="*", color="black", zorder=5, label="models (themselves)")
+    # models at (nearly) one spot share one label, names stacked, instead of overprinting each other
+    span = max(float(np.ptp(shared.entities["pc1"])), 1e-9), max(float(np.ptp(shared.entities["pc2"])), 1e-9)
+    spots: dict[tuple[int, int], list] = {}
+    for _, row in models.iterrows():
+        spot = (round(row["pc1"] / span[0] * 40), round(row["pc2"] / span[1] * 40))
+        spots.setdefault(spot, []).append(row)
+    for rows in spots.values():
+        ax.annotate("\n".join(r["model"] for r in rows), (rows[0]["pc1"], rows[0]["pc2"]), fontsize=7,
+                    fontweight="bold", xytext=(6, -6), textcoords="offset points", va="top")
+    political_axes(ax, shared.pca.explained[0], shared.pca.explained[1], anchor)
+    ax.set_title(f"every model in one map: PCA of the consensus of {len(items)} models' simulations of "
+                 f"{len(shared.entities)} entities over {shared.n_policies} policies", fontsize=8)
+    fig.tight_layout()
+    table = models.copy()
+    both = pd.concat([models.rename(columns={"model": "name"}).assign(kind="model", party=""),
+                      shared.entities.drop(columns="option_set").rename(columns={"agent": "name"})],
+                     ignore_index=True)[["name", "kind", "party", "pc1", "pc2", "nearest_entity", "nearest_cosine"]]
+    files = {"analysis_political_values_map.png": _png(fig, dpi=110),
+             "political_map.csv": both.to_csv(index=False).encode()}
+    html = ('<h3>Shared map</h3><p>Each model simulated the politicians and platforms itself; the axes are fitted on '
+            "the consensus of those simulations (per entity the mean of the models' standardised utilities) and each "
+            "model's own utilities are projected into them.</p><figure class=\"wide\"><img src=\"analysis_political_"
+            'values_map.png" alt="shared political map"><figcaption>models (stars) among the entities, coloured by '
+            "party; squares are party platforms</figcaption></figure>" + table_html(table))
+    return files, html
+
+
 def analysis_sections(by_experiment: dict[str, list[dict]], capability_name: str, *, n_boot: int = 1000,
-                      seed: int = 0) -> tuple[dict[str, bytes], list[tuple[str, str, str]]]:
-    """({file name: bytes}, [(section id, title, html)]) for every experiment with records, in ANALYSES order."""
+                      seed: int = 0, items: dict[str, dict[str, pd.DataFrame]] | None = None,
+                      ) -> tuple[dict[str, bytes], list[tuple[str, str, str]]]:
+    """({file name: bytes}, [(section id, title, html)]) for every experiment with records, in ANALYSES order;
+    `items`: {experiment: {model: items}} for the sections drawn from every model's items (ITEM_SECTIONS)."""
     files: dict[str, bytes] = {}
     sections = []
     for experiment in [e for e in ANALYSES if e in by_experiment] + sorted(set(by_experiment) - set(ANALYSES)):
@@ -74,8 +127,10 @@ def analysis_sections(by_experiment: dict[str, list[dict]], capability_name: str
                 continue
             name = f"analysis_{experiment}_{metric}.png"
             files[name] = plots.trend_plot(table, metric, trend, capability_name)
-            better = "lower" if metric in getattr(ANALYSES.get(experiment), "lower_is_better", ()) else "higher"
-            figures.append((name, f"{metric} vs {capability_name} ({better} is better): {_trend_text(trend)}"))
+            analysis = ANALYSES.get(experiment)
+            reading = getattr(analysis, "readings", {}).get(metric) or (
+                "lower is better" if metric in getattr(analysis, "lower_is_better", ()) else "higher is better")
+            figures.append((name, f"{metric} vs {capability_name} ({reading}): {_trend_text(trend)}"))
         shown = table[["model", "status", "capability"]].copy()
         for metric in headline:
             shown[metric] = table[metric]
@@ -88,6 +143,10 @@ def analysis_sections(by_experiment: dict[str, list[dict]], capability_name: str
             for src, alt in figures) + "</div>"
         if not figures:
             html += '<p class="muted">No finished model with a capability score to plot.</p>'
+        if experiment == "political_values" and (items or {}).get(experiment):
+            map_files, map_html = political_map_section(by_experiment[experiment], items[experiment])
+            files.update(map_files)
+            html += map_html
         if len(failed):
             html += "<ul>" + "".join(f"<li>{escape(m)}: {escape(str(e))}</li>"
                                      for m, e in zip(failed["model"], failed["error"], strict=True)) + "</ul>"

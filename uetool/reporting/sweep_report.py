@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 from ..core.trends import HEADLINE_METRICS, metrics_table, trend_statistics, utility_convergence
 from ..io.files import write_atomic
 from ..io.layout import ResultsLayout
-from ..io.sweep_records import load_analysis_records, load_edges, load_sweep
+from ..io.sweep_records import load_analysis_items, load_analysis_records, load_edges, load_sweep
 from . import plots
-from .analysis_report import analysis_sections, category_section
+from .analysis_report import ITEM_SECTIONS, analysis_sections, category_section
 from .page import SweepPage, fmt_number, render_page
 
 __all__ = ["write_sweep_report", "build_report_files"]
@@ -134,7 +134,8 @@ def elicitation_modes(records: list[dict]) -> dict[str, list[str]]:
 def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], sweep_name: str, *, seed: int = 0,
                        n_boot: int = 1000, mix_modes: bool = False,
                        analysis_records: dict[str, list[dict]] | None = None,
-                       edges: dict[str, pd.DataFrame] | None = None) -> dict[str, bytes]:
+                       edges: dict[str, pd.DataFrame] | None = None,
+                       analysis_items: dict[str, dict[str, pd.DataFrame]] | None = None) -> dict[str, bytes]:
     """Every report file as {file name: bytes}, computed from the loaded sweep (no I/O).
 
     Metrics measured in different elicitation modes (sample, logprob) are not comparable (a random agent reads 0.59
@@ -157,7 +158,7 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     names = Counter(r.get("capability_name") for r in every_record if r.get("capability_name"))
     capability_name = names.most_common(1)[0][0] if names else "capability"
     analysis_files, analysis_html = analysis_sections(analysis_records or {}, capability_name, n_boot=n_boot,
-                                                      seed=seed)
+                                                      seed=seed, items=analysis_items)
     cap = dict(zip(table["model"], table["capability"], strict=True))
     similarity, spread = utility_convergence({m: u for m, u in utilities.items() if m in cap}, cap)
     table = table.merge(spread[["model", "neighbour_std", "mean_similarity"]], on="model", how="left")
@@ -244,8 +245,12 @@ def write_sweep_report(results_root: str | Path, sweep_name: str, *, seed: int =
         if not analysis_records:
             raise
         records, utilities = [], {}  # a sweep of analyses only
+    # the experiments whose section draws from every model's items (the shared political map)
+    items = {e: load_analysis_items(str(results_root), analysis_records[e]) for e in ITEM_SECTIONS
+             if e in analysis_records}
     files = build_report_files(records, utilities, sweep_name, seed=seed, n_boot=n_boot, mix_modes=mix_modes,
-                               analysis_records=analysis_records, edges=load_edges(str(results_root), records))
+                               analysis_records=analysis_records, edges=load_edges(str(results_root), records),
+                               analysis_items=items)
     layout = ResultsLayout(str(results_root))
     fs, out_dir = layout.filesystem[0], layout.sweep_dir(sweep_name)
     html = files.pop("report.html")
