@@ -141,3 +141,67 @@ def test_entities_load_the_papers_shape_and_bad_selections_are_named(tmp_path):
     reduced = analysis.plan(analysis.settings({"max_entities": 4, "max_policies": 10}), None, 0)
     assert len(reduced.option_sets) == 5 and "the_democratic_party" in [s.name for s in reduced.option_sets]
     assert len(reduced.option_sets[0].texts) == 10
+
+
+def _planted_items(analysis, settings, noise_seed: int | None = None):
+    """A planted_entities run's items (the truth as the fit), entity rows perturbed per `noise_seed`."""
+    plan = analysis.plan(settings, None, 0)
+    truth = analysis.simulated_truth(plan, settings, 0, 1.0)
+    n = len(plan.option_sets[0].texts)
+    rows = truth.mean.reshape(-1, n)
+    if noise_seed is not None:
+        rows = rows + np.r_[[0.0], [0.4] * (len(rows) - 1)][:, None] * np.random.default_rng(
+            noise_seed).standard_normal(rows.shape)
+    return plan, analysis.analyse(plan, list(rows), [], [], 0)
+
+
+def test_a_reference_run_places_the_model_in_its_entity_pca(tmp_path):
+    analysis = get_analysis("political_values")
+    settings = analysis.settings({"max_policies": 40})
+    _, full = _planted_items(analysis, settings)
+    (tmp_path / "ref").mkdir()
+    full.items.to_parquet(tmp_path / "ref" / "items.parquet")
+    with_ref = analysis.settings({"max_policies": 40, "reference": str(tmp_path / "ref")})
+    plan = analysis.plan(with_ref, None, 0)
+    assert [s.name for s in plan.option_sets] == ["ai"]  # the entities are not asked again
+    truth = analysis.simulated_truth(plan, with_ref, 0, 1.0)
+    assert truth.mean.size == 40
+    out = analysis.analyse(plan, [truth.mean], [], [], 0)
+    assert out.metrics["ai_pc1"] == pytest.approx(full.metrics["ai_pc1"])  # the same axes, the same model
+    assert out.metrics["nearest_entity"] == full.metrics["nearest_entity"]
+    assert out.items["from_reference"].sum() == len(out.items) - 40
+    # a model on the other side of the planted axis lands on the other side of the anchor
+    right = analysis.simulated_truth(plan, analysis.settings({"max_policies": 40, "ai_position": 0.9,
+                                                              "reference": str(tmp_path / "ref")}), 0, 1.0)
+    assert analysis.analyse(plan, [right.mean], [], [], 0).metrics["ai_pc1"] > 0 > out.metrics["ai_pc1"]
+    with pytest.raises(ValueError, match="asked .* about 40 policies, this run about 30"):
+        analysis.plan(analysis.settings({"max_policies": 30, "reference": str(tmp_path / "ref")}), None, 0)
+    with pytest.raises(ValueError, match="is not a file"):
+        analysis.plan(analysis.settings({"reference": str(tmp_path / "nowhere")}), None, 0)
+
+
+def test_the_shared_map_orders_models_and_entities_on_the_planted_axis():
+    from scipy.stats import spearmanr
+
+    from uetool.core.political import shared_political_map
+
+    analysis = get_analysis("political_values")
+    positions = {"left": -0.8, "centre_left": -0.2, "centre_right": 0.4, "right": 0.9}
+    items, plan = {}, None
+    for seed, (model, x) in enumerate(positions.items()):
+        plan, out = _planted_items(analysis, analysis.settings({"max_policies": 60, "ai_position": x}), seed)
+        items[model] = out.items
+    shared = shared_political_map(items, "The Democratic Party")
+    assert spearmanr(shared.models["pc1"], list(positions.values())).statistic == pytest.approx(1.0)
+    planted = dict(zip([e.name for e in plan.items["entities"]], planted_positions(plan.items["entities"], 0),
+                       strict=True))
+    assert spearmanr(shared.entities["pc1"], shared.entities["agent"].map(planted)).statistic > 0.9
+    assert shared.entities.set_index("agent").loc["The Democratic Party", "pc1"] < 0
+    # a model placed through a reference brings no simulation of its own: the consensus does not change
+    copied = items["left"].assign(from_reference=items["left"]["option_set"] != "ai")
+    again = shared_political_map({**items, "copy": copied}, "The Democratic Party")
+    np.testing.assert_allclose(again.entities["pc1"], shared.entities["pc1"])
+    assert again.models.set_index("model").loc["copy", "pc1"] == pytest.approx(
+        shared.models.set_index("model").loc["left", "pc1"])
+    with pytest.raises(ValueError, match="anchor"):
+        shared_political_map(items, "Nobody")

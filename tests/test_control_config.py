@@ -57,3 +57,10 @@ def test_a_maximization_typo_fails_before_the_control_job_trains():
     with pytest.raises(ValueError, match=r"unknown `maximization` keys \['top'\]"):
         RunConfig.from_dict(compose(["control.maximization=true", "+maximization.top=3"]))
     RunConfig.from_dict(compose(["+maximization.top=3"]))  # not asked for: not read
+
+
+def test_a_political_values_typo_fails_before_the_control_job_trains():
+    with pytest.raises(ValueError, match=r"unknown `political_values` keys \['max_policy'\]"):
+        RunConfig.from_dict(compose(["control.political=true", "+political_values.max_policy=3"]))
+    with pytest.raises(ValueError, match="`control.political` must be true or false"):
+        RunConfig.from_dict(compose(["control.political=sometimes"]))

@@ -148,7 +148,8 @@ def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     done = _job("jobs.control", tmp_path, "model=tiny-random", "assembly=planted_animals", "outcomes=main",
                 "assembly.n_questions=40", "sft.epochs=1", "sft.save_steps=5", "sft.learning_rate=1e-3",
                 "control.coherence_outcomes=quickstart", "transitivity.n_triads=200", "control.maximization=true",
-                "+maximization.max_questions=2", "+maximization.max_answers=4")
+                "+maximization.max_questions=2", "+maximization.max_answers=4", "control.political=true",
+                "+political_values.max_policies=6", "+political_values.max_entities=3")
     assert done.returncode == 0, done.stderr[-4000:]
     out = tmp_path / "control" / "default" / "tiny-random"
     h = json.loads((out / "control.json").read_text())
@@ -165,6 +166,16 @@ def test_control_job_trains_serves_and_re_elicits_the_tiny_model(tmp_path):
     assert h["maximization"]["chance_top1"] == [0.25, 0.25]  # 2 questions of 4 answers each, both times
     assert (tmp_path / "maximization" / "tiny-random.control-default" / "metrics.json").exists()
     assert "utility maximisation: top1_rate" in (out / "report.html").read_text()
+    political = h["political"]  # the base model's entity PCA, the tuned model placed in it
+    assert political["n_entities"] == 3 and political["n_policies"] == 6
+    assert all(isinstance(x, float) for x in political["ai_pc1"] + political["ai_pc2"])
+    tuned_political = tmp_path / "political_values" / "tiny-random.control-default"
+    tuned_analysis = json.loads((tuned_political / "analysis.json").read_text())
+    assert tuned_analysis["reference"].endswith("political_values/tiny-random")  # the base run's folder
+    assert tuned_analysis["ai_pc1"] == political["ai_pc1"][1]
+    assert sorted(p.name for p in tuned_political.iterdir() if p.is_dir()) == ["ai", "checkpoints"]
+    assert len(list((tmp_path / "political_values" / "tiny-random").glob("*/utilities.parquet"))) == 4
+    assert "political position PC1" in (out / "report.html").read_text() and (out / "political.png").exists()
     train, test = (pd.read_parquet(out / "data" / f"{s}.parquet") for s in ("train", "test"))
     assert not set(train["question"]) & set(test["question"])  # split by question, never by sample
     from transformers import AutoTokenizer

@@ -317,10 +317,11 @@ class RunConfig:
             from ..analyses import get_analysis
 
             analysis = get_analysis(str(experiment["name"])).settings(cfg.get(str(experiment["name"])))
-        if (cfg.get("control") or {}).get("maximization") is True and experiment["name"] != "maximization":
-            from ..analyses import get_analysis
+        for flag, name in (("maximization", "maximization"), ("political", "political_values")):
+            if (cfg.get("control") or {}).get(flag) is True and experiment["name"] != name:
+                from ..analyses import get_analysis
 
-            get_analysis("maximization").settings(cfg.get("maximization"))  # jobs.control runs it after training
+                get_analysis(name).settings(cfg.get(name))  # jobs.control runs it after training: check it now
         if isinstance(cfg.get("sweep"), dict) and cfg["sweep"].get("name") is not None:
             check_name(str(cfg["sweep"]["name"]), "`sweep.name`")
         seed = cfg.get("seed", 0)

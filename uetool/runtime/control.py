@@ -4,12 +4,13 @@
 the SFT data (Hugging Face Parquet, the tuned model's chat template), asks the model the held-out questions through
 the engine pool, fine-tunes it on Ray Train (TRL SFTTrainer + DeepSpeed; `uetool.sft.ray_sft`), serves the tuned
 weights through a new pool and asks again, and measures capability (held-out text loss, two-option accuracy) and,
-optionally, coherence on a base outcome set and utility maximisation (the `maximization` analysis) before and
-after. Results in `<root>/control/<name>/<model>/`:
-data/{train,test}.parquet, agreement.parquet (per held-out question: the assembly's vote share and majority, the
-model's P(a) before and after), history.parquet (loss and tokens/s per step), control.json (every headline number
-with CIs), loss.png, agreement.png, report.html, config.yaml; the tuned model in `tuned/`, Ray Train's checkpoints
-in `ray_train/`.
+optionally, coherence on a base outcome set, utility maximisation (the `maximization` analysis) and the political
+position (the `political_values` analysis: the tuned model placed in the base model's entity PCA) before and
+after. Results in `<root>/control/<name>/<model>/`: data/{train,test}.parquet, agreement.parquet (per held-out
+question: the assembly's vote share and majority, the model's P(a) before and after), history.parquet (loss and
+tokens/s per step), control.json (every headline number with CIs), loss.png, agreement.png, political.png
+(control.political), report.html, config.yaml; the tuned model in `tuned/`, Ray Train's checkpoints in
+`ray_train/`.
 
 Every model answer is stored before it is used: the tuned model's store key carries a digest of its weights, so a
 retrained model is never answered from an earlier one's replies. `control.dry_run` only builds the DeepSpeed config
@@ -167,6 +168,36 @@ def _maximization(run: RunConfig, model: dict | None) -> dict:
     return run_analysis(RunConfig.from_dict(cfg, outcomes=run.outcomes))["metrics"]
 
 
+POLITICAL_KEYS = ("ai_pc1", "ai_pc2", "nearest_entity", "nearest_cosine")
+
+
+def _political(run: RunConfig, tuned: dict, timings: dict) -> tuple[dict, pd.DataFrame]:
+    """political_values (its `political_values.*` settings) for the base model, its questions asked as the
+    held-out questions are; then the tuned model's own policy utilities placed in the base model's entity PCA
+    (`political_values.reference`: the entities are not simulated again). ({metric: [before, after], ...}, the
+    tuned run's items: the entities and the tuned model in the base's axes)."""
+    from ..io.analysis_results import read_items
+    from .analysis import run_analysis
+
+    started = time.perf_counter()
+    cfg = dict(_eval_run(run).raw)
+    cfg["experiment"] = {"name": "political_values"}
+    section = dict(run.raw.get("political_values") or {})
+    cfg["political_values"] = section
+    before = run_analysis(RunConfig.from_dict(cfg, outcomes=run.outcomes))
+    cfg = dict(_eval_run(run, tuned).raw)
+    cfg["experiment"] = {"name": "political_values"}
+    cfg["political_values"] = {**section, "reference": _uri(run, before["out_dir"])}
+    after = run_analysis(RunConfig.from_dict(cfg, outcomes=run.outcomes))
+    timings["political"] = time.perf_counter() - started
+    b, a = before["analysis"], after["analysis"]
+    out = {k: [b[k], a[k]] for k in POLITICAL_KEYS}
+    out.update(anchor=b["settings"]["anchor"], pc1_explained=b["pc1_explained"], pc2_explained=b["pc2_explained"],
+               n_entities=b["n_entities"], n_policies=b["n_policies"], before_dir=before["out_dir"],
+               after_dir=after["out_dir"])
+    return out, read_items(run.layout.filesystem[0], after["out_dir"])
+
+
 def _before_after(measure, run: RunConfig, tuned: dict, keys: tuple[str, ...], timings: dict, name: str) -> dict:
     """`measure(run, model)` for the base model (None) and the tuned one: {metric: [before, after]}."""
     started = time.perf_counter()
@@ -294,6 +325,7 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
                  if c.coherence_outcomes else None)
     maximization = (_before_after(_maximization, run, tuned, MAXIMIZATION_METRICS, timings, "maximization")
                     if c.maximization else None)
+    political, political_items = _political(run, tuned, timings) if c.political else (None, None)
     timings["total"] = time.perf_counter() - started
 
     history = trained.history
@@ -309,7 +341,8 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
         "train_tokens_per_s": float(np.median(rates)) if rates else float("nan"),  # per worker
         "train_steps": history["global_step"], "num_workers": sft.num_workers,
         "capability_before": capability_before, "capability_after": capability_after, "coherence": coherence,
-        "maximization": maximization, "asked_before": asked_before, "asked_after": asked_after, "timings": timings,
+        "maximization": maximization, "political": political, "asked_before": asked_before,
+        "asked_after": asked_after, "timings": timings,
         "checkpoint": trained.checkpoint_path, "tuned_path": tuned_dir, "deepspeed": sft.options(run.seed).deepspeed,
         "lora": sft.lora}
     frame = pd.DataFrame({"question": test, "a": pairs[test, 0], "b": pairs[test, 1],
@@ -326,7 +359,7 @@ def run_control(cfg: dict | RunConfig, *, conf_dir=None) -> dict:
     write_atomic(fs, f"{out_dir}/config.yaml", redacted_yaml(run.raw).encode())
     from ..reporting.control_report import write_control_report
 
-    write_control_report(fs, out_dir, headline, steps, frame)
+    write_control_report(fs, out_dir, headline, steps, frame, political_items)
     shutil.rmtree(work, ignore_errors=True)
     summary = _summary(headline)
     write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
@@ -375,6 +408,11 @@ def _summary(h: dict) -> str:
         lines.append(f"coherence {name}: {before:.3f} -> {after:.3f}")
     for name, (before, after) in (h.get("maximization") or {}).items():
         lines.append(f"utility maximisation {name}: {before:.3f} -> {after:.3f}")
+    if h.get("political"):
+        p = h["political"]
+        lines.append(f"political position (PC1 of {p['n_entities']} simulated entities, {p['anchor']} < 0): "
+                     f"{p['ai_pc1'][0]:.2f} -> {p['ai_pc1'][1]:.2f}; nearest {p['nearest_entity'][0]} -> "
+                     f"{p['nearest_entity'][1]}")
     lines.append(f"wall {h['timings']['total']:.0f} s (assembly {h['timings']['assembly']:.0f}, train "
                  f"{h['timings']['train']:.0f})")
     return "\n".join(lines)

@@ -138,14 +138,16 @@ class ControlConfig:
     capability: bool = True  # loss on held-out text and accuracy on the project's multiple-choice set
     coherence_outcomes: str | None = None  # an outcome set (name or path): compute_utilities before and after
     maximization: bool = False  # the utility-maximisation analysis (its `maximization.*` section) before and after
+    political: bool = False  # political_values (its section) for the base model; the tuned model placed in its PCA
     dry_run: bool = False  # build the DeepSpeed config and check memory against sft.node_type, then stop
 
     def __post_init__(self) -> None:
         check_name(self.name, "`control.name`")
         if self.eval_mode not in ("sample", "logprob"):
             raise ValueError(f"`control.eval_mode` must be sample or logprob, got {self.eval_mode!r}")
-        if not isinstance(self.maximization, bool):
-            raise ValueError(f"`control.maximization` must be true or false, got {self.maximization!r}")
+        for key in ("maximization", "political", "capability", "dry_run"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"`control.{key}` must be true or false, got {getattr(self, key)!r}")
 
     @classmethod
     def from_section(cls, values: dict | None) -> ControlConfig:
