@@ -118,8 +118,10 @@ def test_a_killed_smollm2_analysis_resumes_without_asking_a_stored_answer_again(
     stored = ResponseStore(str(root), "smollm2-135m-instruct").count_rows()
     resumed = subprocess.run(_job(root), cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    first = json.loads((tmp_path / "clean" / "maximization" / "smollm2-135m-instruct" / "metrics.json").read_text())
+    # per-invocation counters: the last line of each run log
+    metrics = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
+    first = json.loads((tmp_path / "clean" / "maximization" / "smollm2-135m-instruct" / "runs.jsonl").read_text()
+                       .splitlines()[-1])
     assert metrics["asked_requests"] == first["asked_requests"] - stored  # nothing stored is asked again
     a = pd.read_parquet(tmp_path / "clean" / "maximization" / "smollm2-135m-instruct" / "utilities.parquet")
     b = pd.read_parquet(out / "utilities.parquet")

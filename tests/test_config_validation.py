@@ -127,6 +127,12 @@ def test_saved_config_never_holds_secrets():
     text = redacted_yaml({"model": {"api_key_env": "OPENAI_API_KEY", "api_key": "sk-live-123"},
                           "engine": {"kwargs": {"token": "hf_abc"}}})
     assert "sk-live-123" not in text and "hf_abc" not in text and "OPENAI_API_KEY" in text
+    kept = yaml.safe_load(redacted_yaml({"model": {"key": "smollm2-135m-instruct", "tokenizer": "gpt2",
+                                                   "max_tokens": 10, "note": "sk-" + "a" * 30},
+                                         "engine": {"kwargs": {"access_key": "AKIA1", "hf_token": "x"}}}))
+    assert kept["model"]["key"] == "smollm2-135m-instruct" and kept["model"]["tokenizer"] == "gpt2"
+    assert kept["model"]["note"] == "<redacted>"  # an API key's shape, whatever its key is called
+    assert kept["engine"]["kwargs"] == {"access_key": "<redacted>", "hf_token": "<redacted>"}
 
 
 def test_conf_pool_defaults_equal_the_dataclass_defaults():

@@ -15,7 +15,7 @@ import numpy as np
 from .parsing import FIRST, REFUSAL, SECOND, UNPARSEABLE
 
 __all__ = ["COUNT_COLUMNS", "UNPARSEABLE_POLICIES", "edge_probabilities", "counts_from_choices", "position_bias",
-           "response_rates", "off_label_majority_rate"]
+           "response_rates", "off_label_majority_rate", "logprob_other_mass"]
 
 COUNT_COLUMNS = ("n_a_orig", "n_b_orig", "n_a_flip", "n_b_flip", "n_unparseable", "n_refusal")
 UNPARSEABLE_POLICIES = ("distribution", "skip", "random")
@@ -84,6 +84,15 @@ def response_rates(counts: np.ndarray) -> dict[str, float]:
     if total <= 0:
         return {"unparseable_rate": float("nan"), "refusal_rate": float("nan")}
     return {"unparseable_rate": float(counts[:, 4].sum() / total), "refusal_rate": float(counts[:, 5].sum() / total)}
+
+
+def logprob_other_mass(counts: np.ndarray) -> float:
+    """Logprob mode: the mean next-token mass on neither label over the asked edges (each edge's two orders
+    averaged); NaN when no edge was asked."""
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 6)
+    asked = counts[:, :5].sum(1)
+    ok = asked > 0
+    return float(np.mean(counts[ok, 4] / asked[ok])) if ok.any() else float("nan")
 
 
 def off_label_majority_rate(counts: np.ndarray) -> float:

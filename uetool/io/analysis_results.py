@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .files import write_atomic
-from .results import json_safe
+from .results import json_safe, results_metrics
 
 __all__ = ["write_analysis_results", "read_analysis", "read_items", "write_parquet"]
 
@@ -48,7 +48,7 @@ def write_analysis_results(fs, out_dir: str, utilities: pd.DataFrame, edges: pd.
                                         ("items", items, set_column)):
                 write_parquet(fs, f"{out_dir}/{name}/{file}.parquet",
                               frame[frame[column] == name].reset_index(drop=True))
-    write_atomic(fs, f"{out_dir}/metrics.json", json.dumps(json_safe(metrics), indent=2).encode())
+    write_atomic(fs, f"{out_dir}/metrics.json", json.dumps(json_safe(results_metrics(metrics)), indent=2).encode())
     write_atomic(fs, f"{out_dir}/analysis.json", json.dumps(json_safe(headline), indent=2).encode())
     write_atomic(fs, f"{out_dir}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())
     write_atomic(fs, f"{out_dir}/config.yaml", config_yaml.encode())

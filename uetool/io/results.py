@@ -2,7 +2,8 @@
 
     utilities.parquet  id, description, category, mean, variance, ci_low, ci_high
     edges.parquet      a, b, n_a_orig, n_b_orig, n_a_flip, n_b_flip, n_unparseable, n_refusal, p_a, split, round
-    metrics.json       METRIC_KEYS and more
+    metrics.json       METRIC_KEYS and more: what the results say, the same for every run that finds them finished
+    runs.jsonl         one line per invocation: what it asked, reused and failed, its wall time (INVOCATION_KEYS)
     config.yaml        the resolved config (written by the job layer)
 
 Paths may be local or any pyarrow filesystem URI (s3://..., gs://..., file://...).
@@ -27,12 +28,35 @@ from ..core.outcomes import OutcomeSet
 from ..core.thurstonian import ThurstonianFit
 from .files import resolve_filesystem, write_atomic
 
-__all__ = ["METRIC_KEYS", "RunResults", "write_results", "read_results", "import_reference_results",
-           "utilities_frame", "json_safe", "write_triads"]
+__all__ = ["METRIC_KEYS", "INVOCATION_KEYS", "RunResults", "write_results", "read_results",
+           "import_reference_results", "utilities_frame", "json_safe", "write_triads", "results_metrics",
+           "append_run_log"]
 
 METRIC_KEYS = ("n_outcomes", "n_edges", "holdout_accuracy", "holdout_log_loss", "train_accuracy",
                "average_confidence", "log10_cycle_probability", "hard_cycle_rate", "unparseable_rate",
                "refusal_rate", "position_bias", "seed")
+
+
+# counters of one invocation, not of the results: a re-run that finds everything stored asks nothing, so these
+# live in runs.jsonl and metrics.json stays byte-identical across re-runs
+INVOCATION_KEYS = ("asked_requests", "reused_requests", "failed_requests", "given_up_requests", "failed_request_rate",
+                   "failure_examples", "engine_retries")
+
+
+def results_metrics(metrics: dict) -> dict:
+    """`metrics` without the per-invocation counters (what metrics.json holds)."""
+    return {k: v for k, v in metrics.items() if k not in INVOCATION_KEYS}
+
+
+def append_run_log(fs: pafs.FileSystem, path: str, entry: dict) -> None:
+    """Add one JSON line to `<path>/runs.jsonl` (rewritten whole: object stores cannot append)."""
+    log = f"{path}/runs.jsonl"
+    before = b""
+    if fs.get_file_info(log).type == pafs.FileType.File:
+        with fs.open_input_stream(log) as f:
+            before = f.read()
+    line = json.dumps(json_safe(entry), sort_keys=True).encode() + b"\n"
+    write_atomic(fs, log, before + line)
 
 
 def json_safe(value):
@@ -86,7 +110,7 @@ def write_results(root: str | Path, utilities: pd.DataFrame, graph: PreferenceGr
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
         write_atomic(fs, f"{path}/{name}.parquet", sink.getvalue().to_pybytes())
-    write_atomic(fs, f"{path}/metrics.json", json.dumps(json_safe(metrics), indent=2).encode())
+    write_atomic(fs, f"{path}/metrics.json", json.dumps(json_safe(results_metrics(metrics)), indent=2).encode())
     if provenance is not None:
         write_atomic(fs, f"{path}/provenance.json", json.dumps(json_safe(provenance), indent=2).encode())
     if config_yaml is not None:

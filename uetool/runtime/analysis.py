@@ -28,8 +28,9 @@ from ..io.analysis_results import write_analysis_results
 from ..io.checkpoint import read_checkpoint, write_checkpoint
 from ..io.files import remove_temporary_files, write_atomic
 from ..io.layout import check_name
+from ..io.results import append_run_log
 from ..io.store import ResponseStore
-from .compute import _engine_device, _fit_function, open_pool, run_provenance
+from .compute import _engine_device, _fit_function, open_pool, run_log_entry, run_provenance
 from .config import RunConfig, redacted_yaml
 from .elicit import Elicitor
 from .free_text import FreeTextAsker
@@ -182,6 +183,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     summary = format_analysis_summary(analysis, metrics, headline)
     write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
     total = time.perf_counter() - started
+    append_run_log(fs, out_dir, run_log_entry(run, metrics, total))
     engine = sum(s.engine_seconds for s in stats)
     timings = {"engine_start": start_seconds, "engine": engine, "total": total,
                "overhead": max(0.0, total - start_seconds - engine)}

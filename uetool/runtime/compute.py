@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 
 from ..core.active import ActiveLearningState, run_active_learning
-from ..core.edges import off_label_majority_rate
+from ..core.edges import logprob_other_mass, off_label_majority_rate
 from ..core.graph import HOLDOUT, TRAIN
 from ..core.thurstonian import bootstrap_intervals
 from ..core.transitivity import confidence_metrics, measure_transitivity, pair_probabilities
 from ..io.checkpoint import read_checkpoint, write_checkpoint
 from ..io.files import remove_temporary_files
 from ..io.provenance import content_hash, provenance
-from ..io.results import utilities_frame, write_results, write_triads
+from ..io.results import append_run_log, utilities_frame, write_results, write_triads
 from ..io.store import ResponseStore
 from .config import RunConfig, pool_resources, redacted_yaml
 from .elicit import Elicitor
@@ -149,11 +150,11 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                    engine_retries=int(engine_counters.get("retries", 0)),
                    # failures are no model behaviour: apart from unparseable_rate, which counts replies only
                    failed_request_rate=stats.failed_requests / stats.requests if stats.requests else float("nan"))
-    if elicitor.stats.logprob_other_mass:
-        metrics["logprob_other_mass"] = float(np.mean(elicitor.stats.logprob_other_mass))
     if run.generation_settings.mode == "logprob":
-        metrics["off_label_majority_rate"] = off_label_majority_rate(np.concatenate([result.graph.counts,
-                                                                                       triads.counts]))
+        asked_counts = np.concatenate([result.graph.counts, triads.counts])
+        # from the stored answers, not this invocation's: a re-run that asks nothing reports the same
+        metrics["logprob_other_mass"] = logprob_other_mass(asked_counts)
+        metrics["off_label_majority_rate"] = off_label_majority_rate(asked_counts)
     prov = run_provenance(run, _engine_device(run, resources) if resources is not None else None)
     write_results(out_dir, utilities, result.graph, metrics, redacted_yaml(run.raw),
                   run.active_learning.unparseable_policy, provenance=prov, fs=fs, mode=run.generation_settings.mode)
@@ -163,6 +164,7 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
     write_utility_plot(fs, out_dir, utilities, title=f"{run.model.key} on {run.outcomes_name}")
     summary = write_summary(fs, out_dir, utilities, metrics)
     total = time.perf_counter() - started
+    append_run_log(fs, out_dir, run_log_entry(run, metrics, total))
     # fit = active-learning time not spent eliciting (fits, pair selection) + the bootstrap; the rest of the
     # wall time (config, store, writing results, engine start-up) is overhead
     fit = max(0.0, learning_seconds - stats.elicit_seconds) + bootstrap_seconds
@@ -171,6 +173,17 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                "overhead": max(0.0, total - start_seconds - stats.engine_seconds - fit)}
     return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": stats, "timings": timings,
             "replacements": replacements, "provenance": prov}
+
+
+def run_log_entry(run: RunConfig, metrics: dict, wall_s: float) -> dict:
+    """One line of runs.jsonl: when this invocation finished, its wall time and its request counters."""
+    from datetime import datetime
+
+    from ..io.results import INVOCATION_KEYS
+
+    return {"finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "wall_s": round(wall_s, 3),
+            "model": run.model.key, "experiment": run.experiment, "fingerprint": run.fingerprint(),
+            **{k: metrics[k] for k in INVOCATION_KEYS if k in metrics}}
 
 
 def _confidence(result, triads, run: RunConfig) -> dict:

@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,15 @@ TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "
                   "expected_utility_implicit", "instrumentality", "maximization", "exchange_rates",
                   "time_discounting", "political_values", "power_seeking", "fitness", "corrigibility")
 ANALYSIS_SECTIONS = TOP_LEVEL_KEYS[-10:]  # each analysis's own settings (conf/experiment/<name>.yaml)
-_SECRET_HINTS = ("key", "token", "secret", "password")
+# a key is secret when one of its words is one of these, or its last word is "key" after another word (api_key,
+# access_key); `key` alone names things (model.key), `tokenizer` and `max_tokens` are no secrets
+_SECRET_WORDS = {"token", "secret", "password", "passwd", "credential", "credentials", "apikey"}
+_SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|xox[bp]-)[A-Za-z0-9_\-]{16,}$")  # API-key shapes, wherever they appear
+
+
+def is_secret_key(name: str) -> bool:
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    return bool(_SECRET_WORDS & set(words)) or (len(words) > 1 and words[-1] == "key")
 
 
 def _reject_unknown(section: str, given: dict, known: set[str] | tuple[str, ...], extra: str = "") -> None:
@@ -512,8 +521,10 @@ def redacted_yaml(cfg: dict[str, Any]) -> str:
     """The resolved config; values of secret-looking keys are never written (keys live in env vars only)."""
     def scrub(node):
         if isinstance(node, dict):
-            return {k: ("<redacted>" if any(h in k.lower() for h in _SECRET_HINTS) and not k.endswith("_env")
-                        and isinstance(v, str) else scrub(v)) for k, v in node.items()}
+            return {k: ("<redacted>" if is_secret_key(k) and not k.endswith("_env") and isinstance(v, str)
+                        else scrub(v)) for k, v in node.items()}
+        if isinstance(node, str) and _SECRET_VALUE.match(node):
+            return "<redacted>"
         if isinstance(node, list):
             return [scrub(v) for v in node]
         return node
