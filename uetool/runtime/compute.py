@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.active import ActiveLearningState, run_active_learning
+from ..core.decisiveness import decisiveness_metrics, format_verdict, verdict_reasons
 from ..core.edges import logprob_other_mass, off_label_majority_rate
 from ..core.graph import HOLDOUT, TRAIN
 from ..core.thurstonian import bootstrap_intervals
@@ -150,8 +151,11 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                    engine_retries=int(engine_counters.get("retries", 0)),
                    # failures are no model behaviour: apart from unparseable_rate, which counts replies only
                    failed_request_rate=stats.failed_requests / stats.requests if stats.requests else float("nan"))
-    if run.generation_settings.mode == "logprob":
-        asked_counts = np.concatenate([result.graph.counts, triads.counts])
+    asked_counts = np.concatenate([result.graph.counts, triads.counts])
+    mode = run.generation_settings.mode
+    metrics.update(decisiveness_metrics(asked_counts, mode=mode))
+    metrics["verdict"] = format_verdict(verdict_reasons(metrics, mode=mode))
+    if mode == "logprob":
         # from the stored answers, not this invocation's: a re-run that asks nothing reports the same
         metrics["logprob_other_mass"] = logprob_other_mass(asked_counts)
         metrics["off_label_majority_rate"] = off_label_majority_rate(asked_counts)
@@ -161,7 +165,8 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
     from ..reporting.run_summary import write_summary, write_utility_plot
 
     write_triads(fs, out_dir, triads.frame())
-    write_utility_plot(fs, out_dir, utilities, title=f"{run.model.key} on {run.outcomes_name}")
+    write_utility_plot(fs, out_dir, utilities, title=f"{run.model.key} on {run.outcomes_name}",
+                       verdict=metrics.get("verdict"))
     summary = write_summary(fs, out_dir, utilities, metrics)
     total = time.perf_counter() - started
     append_run_log(fs, out_dir, run_log_entry(run, metrics, total))
