@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> None:
         result = run_assembly(RunConfig.from_dict(raw))
         return {"summary": result.summary, "out_dir": result.out_dir}
 
-    run_job(start, startup_errors=(ValueError,))
+    run_job(start)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> None:
     def start() -> dict:
         return run_control(RunConfig.from_dict(OmegaConf.to_container(cfg, resolve=True)))
 
-    run_job(start, startup_errors=(ValueError,))
+    run_job(start)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
         run = RunConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))
         return compute_utilities(run) if run.analysis is None else run_analysis(run)
 
-    run_job(start, startup_errors=(ValueError,))
+    run_job(start)
 
 
 if __name__ == "__main__":

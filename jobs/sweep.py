@@ -8,27 +8,21 @@ Runs locally (starts a Ray cluster, or attaches to RAY_ADDRESS) and unchanged un
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from jobs._cli import prepare_argv
+from jobs._cli import guarded, prepare_argv
 
 _CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from uetool.runtime.ray_session import InsecureClusterError
     from uetool.runtime.sweep import run_sweep
 
-    try:
-        out = run_sweep(OmegaConf.to_container(cfg, resolve=True), _CONF)
-    except InsecureClusterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    out = guarded(lambda: run_sweep(OmegaConf.to_container(cfg, resolve=True), _CONF))
     for record in out["records"]:
         metrics = record.get("metrics") or {}
         line = (f"holdout_accuracy={metrics.get('holdout_accuracy', float('nan')):.3f}"

@@ -19,5 +19,5 @@ def test_compute_utilities_via_job_submission(tmp_path):
                                          "fit.bootstrap=0 progress=false")
     assert "STATUS SUCCEEDED" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
     assert "holdout_accuracy" in out.stdout and "results:" in out.stdout
-    utilities = pd.read_parquet(results / "compute_utilities" / "tiny-random" / "utilities.parquet")
+    utilities = pd.read_parquet(results / "compute_utilities" / "tiny-random.simulated" / "utilities.parquet")
     assert len(utilities) == 40

@@ -111,20 +111,20 @@ def test_job_process_killed_mid_round_resumes_identically(tmp_path):
     root = tmp_path / "killed"
     proc = subprocess.Popen(_job_command(root), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    store_dir = root / "responses" / "tiny-random"
+    store_dir = root / "responses" / "tiny-random.simulated"
     deadline = time.time() + 300
     while time.time() < deadline and not (store_dir.exists() and len(list(store_dir.glob("part-*"))) >= 40):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert (root / "compute_utilities" / "tiny-random" / "checkpoint.npz").exists()
-    assert not (root / "compute_utilities" / "tiny-random" / "utilities.parquet").exists()
+    assert (root / "compute_utilities" / "tiny-random.simulated" / "checkpoint.npz").exists()
+    assert not (root / "compute_utilities" / "tiny-random.simulated" / "utilities.parquet").exists()
     resumed = subprocess.run(_job_command(root), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a = pd.read_parquet(tmp_path / "clean" / "compute_utilities" / "tiny-random" / "utilities.parquet")
-    b = pd.read_parquet(root / "compute_utilities" / "tiny-random" / "utilities.parquet")
+    a = pd.read_parquet(tmp_path / "clean" / "compute_utilities" / "tiny-random.simulated" / "utilities.parquet")
+    b = pd.read_parquet(root / "compute_utilities" / "tiny-random.simulated" / "utilities.parquet")
     np.testing.assert_allclose(a["mean"], b["mean"], atol=1e-9)
-    store = ResponseStore(str(root), "tiny-random")
+    store = ResponseStore(str(root), "tiny-random.simulated")
     assert store.count_rows() == len(store)  # nothing stored twice
 
 
@@ -137,12 +137,12 @@ def test_two_identical_jobs_at_once_store_each_answer_once(tmp_path):
     outputs = [job.communicate(timeout=900) for job in jobs]
     assert all(job.returncode == 0 for job in jobs), [err[-2000:] for _, err in outputs]
     assert any("waiting for the response store" in out for out, _ in outputs)
-    store = ResponseStore(str(tmp_path / "shared"), "tiny-random")
+    store = ResponseStore(str(tmp_path / "shared"), "tiny-random.simulated")
     assert store.count_rows() == len(store) > 0  # exactly one row per key
     clean = subprocess.run([*_job_command(tmp_path / "clean"), "outcomes=quickstart"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
     assert clean.returncode == 0, clean.stderr[-3000:]
-    a, b = (pd.read_parquet(root / "compute_utilities" / "tiny-random" / "utilities.parquet")
+    a, b = (pd.read_parquet(root / "compute_utilities" / "tiny-random.simulated" / "utilities.parquet")
             for root in (tmp_path / "clean", tmp_path / "shared"))
     pd.testing.assert_frame_equal(a, b)
 
@@ -314,7 +314,7 @@ def test_a_run_killed_while_asking_triads_resumes_without_asking_a_stored_edge_a
                     progress=False) as pool:
         with pytest.raises(KeyboardInterrupt):  # killed after 2 shards of triad edges were stored
             compute_utilities(cfg, pool=_FailingPool(pool, fail_after=learning + 200))
-    stored = ResponseStore(str(tmp_path / "killed"), "tiny-random").count_rows()
+    stored = ResponseStore(str(tmp_path / "killed"), "tiny-random.simulated").count_rows()
     assert learning < stored < clean["stats"].asked  # some triad edges made it to the store, not all
     resumed = compute_utilities(cfg)
     assert resumed["stats"].asked == clean["stats"].asked - stored  # nothing stored is asked again

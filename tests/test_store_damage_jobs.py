@@ -41,9 +41,9 @@ def _damage(root, kind: str) -> tuple[str, int]:
     """Damage one file; returns its path and how many answers it held (0 for a checkpoint)."""
     from uetool.io.store import ResponseStore
 
-    store = ResponseStore(str(root), "tiny-random")
+    store = ResponseStore(str(root), "tiny-random.simulated")
     if kind == "truncated checkpoint":
-        path = root / "compute_utilities" / "tiny-random" / "checkpoint.npz"
+        path = root / "compute_utilities" / "tiny-random.simulated" / "checkpoint.npz"
         _truncate(path)
         return str(path), 0
     if kind == "random bytes":  # a stray file under a part's name: it held no answers of this store
@@ -85,9 +85,9 @@ def test_damage_is_named_and_repair_resumes_to_the_clean_result(ray_cluster, cle
     resumed = compute_utilities(compose(_overrides(root)))
     assert resumed["stats"].asked == lost  # exactly what the damaged part held (a checkpoint or stray file: none)
     for name in ("utilities", "edges"):
-        pd.testing.assert_frame_equal(pd.read_parquet(root / "compute_utilities" / "tiny-random" / f"{name}.parquet"),
-                                      pd.read_parquet(clean_root / "compute_utilities" / "tiny-random" /
-                                                      f"{name}.parquet"))
+        run_dir = ("compute_utilities", "tiny-random.simulated", f"{name}.parquet")
+        pd.testing.assert_frame_equal(pd.read_parquet(root.joinpath(*run_dir)),
+                                      pd.read_parquet(clean_root.joinpath(*run_dir)))
 
 
 def test_the_job_names_a_damaged_part_before_ray_starts(clean_root, tmp_path):

@@ -41,7 +41,7 @@ __all__ = ["write_sweep_report", "build_report_files"]
 # Counts and bookkeeping: reported per model, but not a trend worth a plot.
 _NO_TREND = {"n_outcomes", "n_edges", "n_holdout_edges", "n_triads", "seed", "capability", "seconds_total",
              "asked_requests", "reused_requests", "failed_requests", "given_up_requests", "engine_retries",
-             "fit_converged"}
+             "fit_converged", "decided_share_chance", "verdict"}
 _RATES = ["refusal_rate", "unparseable_rate", "position_bias", "position_bias_original", "position_bias_flipped"]
 _N_SHOWN = 10
 
@@ -78,6 +78,15 @@ def _utility_entries(records: list[dict], utilities: dict[str, pd.DataFrame], or
     return entries
 
 
+def _duration(seconds: float) -> str:
+    """Seconds in the unit a person reads: 9.6 s, 4.2 min, 3.10 h."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 def _summary(sweep_name: str, records: list[dict], table: pd.DataFrame, capability_name: str, seed: int,
              n_boot: int, n_shared: object) -> list[tuple[str, str]]:
     status = Counter(r["status"] for r in records)
@@ -90,9 +99,8 @@ def _summary(sweep_name: str, records: list[dict], table: pd.DataFrame, capabili
         rows.append(("flagged (see Notes)", str(flagged)))
     rows += [("capability measure", capability_name),
              ("shared outcomes (convergence)", str(n_shared)),
-             ("compute time, all models", f"{np.nansum(seconds) / 3600:.2f} h" if np.isfinite(seconds).any() else
-              "\u2014"),
-             ("median time per model", f"{np.nanmedian(seconds):.0f} s" if np.isfinite(seconds).any() else "\u2014"),
+             ("compute time, all models", _duration(np.nansum(seconds)) if np.isfinite(seconds).any() else "\u2014"),
+             ("median time per model", _duration(np.nanmedian(seconds)) if np.isfinite(seconds).any() else "\u2014"),
              ("first / last model finished", f"{finished[0]} / {finished[-1]}" if finished else "\u2014"),
              ("bootstrap", f"{n_boot} resamples of models, seed {seed}, 95% percentile CIs"),
              ("generated", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))]
@@ -157,6 +165,11 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     every_record = records + [r for rs in (analysis_records or {}).values() for r in rs]
     names = Counter(r.get("capability_name") for r in every_record if r.get("capability_name"))
     capability_name = names.most_common(1)[0][0] if names else "capability"
+    # a score that is no measurement (a simulated agent's stand-in) says so on every axis it is drawn on
+    stand_ins = {str(r["capability_note"]) for r in every_record
+                 if r.get("capability_note") and r.get("capability") is not None}
+    if stand_ins:
+        capability_name += f" ({stand_ins.pop()})" if len(stand_ins) == 1 else " (some scores are stand-ins)"
     analysis_files, analysis_html = analysis_sections(analysis_records or {}, capability_name, n_boot=n_boot,
                                                       seed=seed, items=analysis_items)
     cap = dict(zip(table["model"], table["capability"], strict=True))
@@ -177,9 +190,14 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
         "neighbour_std.csv": spread.to_csv(index=False).encode(),
     }
     headline, other = [], []
+    flat = []
     for metric in [m for m in metrics if m not in ("neighbour_std", "mean_similarity")]:
         if by_metric[metric]["n"] == 0:
             continue  # no finished model reports it: nothing to draw
+        values = trend_table.loc[trend_table["status"] == "done", metric].dropna().to_numpy(float)
+        if len(values) > 1 and np.ptp(values) == 0:
+            flat.append(f"{metric} = {fmt_number(values[0])}")  # a flat line says nothing: named instead
+            continue
         name = f"trend_{_safe_name(metric)}.png"
         files[name] = plots.trend_plot(trend_table, metric, by_metric[metric], capability_name)
         (headline if metric in HEADLINE_METRICS else other).append((name, f"{metric} vs {capability_name}"))
@@ -205,13 +223,23 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
         if any(isinstance(cis[m].get(f"{metric}_ci"), list) for m in table["model"]):
             table[f"{metric} 95% CI"] = [_fmt_ci(cis[m].get(f"{metric}_ci")) for m in table["model"]]
             with_cis.append(f"{metric} 95% CI")
-    model_cols = ["model", "status", "capability", *with_cis, "neighbour_std", "seconds_total"]
+    verdicts = {r["model"]: (r.get("metrics") or {}).get("verdict") for r in records}
+    table["verdict"] = [verdicts.get(m) or "" for m in table["model"]]
+    model_cols = ["model", "status", "capability", "verdict", *with_cis, "neighbour_std", "seconds_total"]
     failures = table.loc[~done, ["model", "capability", "error"]].reset_index(drop=True)
     finished_at = {r["model"]: str(r.get("finished_at") or "") for r in records}
     failures.insert(2, "finished_at", [finished_at[m] for m in failures["model"]])
     notes = [f"{m}: {n}" for m, n in zip(table["model"], table["note"], strict=True) if n]
     if mode_note:
         notes.insert(0, mode_note)
+    notes[:0] = [f"{m}: {v}" for m, v in verdicts.items() if v]
+    no_capability = [r["model"] for r in records if r.get("capability") is None]
+    if no_capability:
+        notes.append(f"no {names.most_common(1)[0][0] if names else 'capability'} score, so left out of every trend "
+                     f"and of the capability neighbours: {', '.join(no_capability)} (their conf/model entry has "
+                     "`mmlu: null`; set it to draw them)")
+    if flat:
+        notes.append("equal for every model, so not drawn: " + "; ".join(flat))
     reason = similarity.attrs.get("reason", "")
     page = SweepPage(
         sweep_name=sweep_name,

@@ -9,12 +9,13 @@ the settings that change its answers (`engine_arguments`, `answer_settings`), th
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,9 @@ from ..engines.base import GenerationSettings
 from ..io.layout import ResultsLayout, check_name
 from .control_config import AssemblyConfig, ControlConfig, SFTSection
 
-__all__ = ["RunConfig", "TransitivityConfig", "TrendsConfig", "StoreConfig", "ModelConfig", "EngineConfig",
-           "PoolConfig", "ElicitationConfig", "FitConfig", "RayTrainConfig", "RayConfig", "PoolResources",
-           "replica_bundles", "validate_config", "pool_resources", "redacted_yaml", "MOVED_TO_POOL",
+__all__ = ["nearest_names", "RunConfig", "TransitivityConfig", "TrendsConfig", "StoreConfig", "ModelConfig",
+           "EngineConfig", "PoolConfig", "ElicitationConfig", "FitConfig", "RayTrainConfig", "RayConfig",
+           "PoolResources", "replica_bundles", "validate_config", "pool_resources", "redacted_yaml", "MOVED_TO_POOL",
            "RETIRED_ENGINE_KEYS", "TOP_LEVEL_KEYS", "moved_key_message"]
 
 # engine.* keys that became pool.* keys (they size the pool; they never changed answers)
@@ -51,6 +52,16 @@ _SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|xox[bp]-)[A-Za-z0-9_\-]{16,}$")  # A
 def is_secret_key(name: str) -> bool:
     words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
     return bool(_SECRET_WORDS & set(words)) or (len(words) > 1 and words[-1] == "key")
+
+
+def nearest_names(name: str, options: list[str], n: int = 3) -> list[str]:
+    """The options a mistyped `name` most likely meant: those it starts or is contained in, then close spellings."""
+    low = name.lower()
+    found = [o for o in options if o.lower().startswith(low)] + [o for o in options if low in o.lower()]
+    found += difflib.get_close_matches(name, options, n=n, cutoff=0.5)
+    words = [o for o in options if any(difflib.SequenceMatcher(None, low, w).ratio() >= 0.75
+                                       for w in re.split(r"[^a-z0-9]+", o.lower()) if w)]  # powr -> power_seeking
+    return list(dict.fromkeys(found + words))[:n]
 
 
 def _reject_unknown(section: str, given: dict, known: set[str] | tuple[str, ...], extra: str = "") -> None:
@@ -311,6 +322,11 @@ class RunConfig:
         _reject_unknown("config", cfg, TOP_LEVEL_KEYS, " (top level)")
         model = _build(ModelConfig, "model", cfg["model"])
         engine = _engine_config(dict(cfg.get("engine") or {}), model)
+        simulated = ("simulated", "simulated_text")
+        if engine.name in simulated and model.engine not in simulated and not model.key.endswith(f".{engine.name}"):
+            # a simulated agent standing in for a real model gets results and a store of its own: it must never
+            # overwrite (or be read as) the real model's
+            model = replace(model, key=f"{model.key}.{engine.name}")
         pool = _build(PoolConfig, "pool", cfg.get("pool"))
         elicitation = _build(ElicitationConfig, "elicitation", cfg["elicitation"])
         fit = FitConfig.from_dict(cfg.get("fit"))

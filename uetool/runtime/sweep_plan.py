@@ -78,7 +78,12 @@ def load_model_entry(conf_dir: Path | str, key: str) -> dict:
     from omegaconf import OmegaConf
 
     if key not in known_model_keys(conf_dir):
-        raise ValueError(f"sweep names unknown model {key!r}; known models: {', '.join(known_model_keys(conf_dir))}")
+        from .config import nearest_names
+
+        known = known_model_keys(conf_dir)
+        near = nearest_names(str(key), known)
+        raise ValueError(f"sweep names unknown model {key!r}" + (f"; did you mean {' or '.join(near)}?" if near else "")
+                         + f" ({len(known)} models in {conf_dir}/model/)")
     hydra_state = GlobalHydra.instance()
     try:
         if hydra_state.is_initialized():  # inside a Hydra app (jobs.sweep): its config path is this conf/
