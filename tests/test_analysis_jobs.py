@@ -164,7 +164,8 @@ def test_a_sweep_runs_every_experiment_for_every_model_and_reports_each(tmp_path
     assert list(shared.loc[shared["kind"] == "model", "name"]) == ["sim-scale-0.25", "sim-scale-0.5", "sim-scale-1"]
     assert (shared.loc[shared["kind"] == "model", "pc1"] < 0).all()  # planted left of centre, as the anchor
     assert (shared["kind"] != "model").sum() == 5 and "analysis_political_values_map.png" in html
-    assert "corr_utility_reversal vs mmlu (below 0: resists larger changes to its values)" in html
+    assert "corr_utility_reversal vs mmlu (stand-in score for a simulated agent) (below 0: resists larger changes " \
+           "to its values)" in html  # the agents' capability is a stand-in, and the axis says so
     again = run_sweep(compose(overrides))
     assert len(again["skipped"]) == 33  # 3 models x 11 experiments, each finished with the same config
 

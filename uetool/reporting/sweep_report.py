@@ -240,6 +240,9 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
                      "`mmlu: null`; set it to draw them)")
     if flat:
         notes.append("equal for every model, so not drawn: " + "; ".join(flat))
+    if "logprob" in modes:
+        notes.append("holdout_accuracy of models asked in logprob mode is the sign agreement of the fit with exact "
+                     "P(A), not a sampled accuracy: it can be high for a model that prefers nothing (see verdicts)")
     reason = similarity.attrs.get("reason", "")
     page = SweepPage(
         sweep_name=sweep_name,
