@@ -106,31 +106,27 @@ def load_analysis_records(results_root: str, sweep_name: str) -> dict[str, list[
     return out
 
 
-def load_edges(results_root: str, records: list[dict]) -> dict[str, pd.DataFrame]:
-    """Each finished model's edges.parquet (for the per-category coherence); models without one are left out."""
+def _load_result_files(results_root: str, records: list[dict], name: str,
+                       columns: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """`<results_dir>/<name>` of each finished record, by model (records without one are left out)."""
     layout = ResultsLayout(str(results_root))
     fs = layout.filesystem[0]
     out = {}
     for record in records:
         if record.get("status") != "done" or not record.get("results_dir"):
             continue
-        path = f"{layout.resolve(record['results_dir'])}/edges.parquet"
+        path = f"{layout.resolve(record['results_dir'])}/{name}"
         if file_exists(fs, path):
             with fs.open_input_file(path) as f:
-                out[record["model"]] = pq.read_table(f, columns=["a", "b", "p_a", "split"]).to_pandas()
+                out[record["model"]] = pq.read_table(f, columns=columns).to_pandas()
     return out
+
+
+def load_edges(results_root: str, records: list[dict]) -> dict[str, pd.DataFrame]:
+    """Each finished model's edges.parquet (for the per-category coherence); models without one are left out."""
+    return _load_result_files(results_root, records, "edges.parquet", ["a", "b", "p_a", "split"])
 
 
 def load_analysis_items(results_root: str, records: list[dict]) -> dict[str, pd.DataFrame]:
     """Each finished analysis run's items.parquet, by model (runs without one are left out)."""
-    layout = ResultsLayout(str(results_root))
-    fs = layout.filesystem[0]
-    out = {}
-    for record in records:
-        if record.get("status") != "done" or not record.get("results_dir"):
-            continue
-        path = f"{layout.resolve(record['results_dir'])}/items.parquet"
-        if file_exists(fs, path):
-            with fs.open_input_file(path) as f:
-                out[record["model"]] = pq.read_table(f).to_pandas()
-    return out
+    return _load_result_files(results_root, records, "items.parquet")
