@@ -28,6 +28,8 @@ def main(cfg: DictConfig) -> None:
         line = (f"holdout_accuracy={metrics.get('holdout_accuracy', float('nan')):.3f}"
                 if record["status"] == "done" else f"FAILED: {record.get('error')}")
         print(f"{record['model']:32s} {record['status']:6s} {line}")
+        if metrics.get("verdict"):
+            print(f"{'':39s} VERDICT: {metrics['verdict']}")
     for record in out.get("analysis_records", []):
         headline = record.get("analysis") or {}
         shown = ", ".join(f"{k}={v:.3f}" for k, v in headline.items()

@@ -194,7 +194,8 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     for metric in [m for m in metrics if m not in ("neighbour_std", "mean_similarity")]:
         if by_metric[metric]["n"] == 0:
             continue  # no finished model reports it: nothing to draw
-        values = trend_table.loc[trend_table["status"] == "done", metric].dropna().to_numpy(float)
+        drawn = (trend_table["status"] == "done") & np.isfinite(trend_table["capability"].to_numpy(float))
+        values = trend_table.loc[drawn, metric].dropna().to_numpy(float)  # the points a plot would show
         if len(values) > 1 and np.ptp(values) == 0:
             flat.append(f"{metric} = {fmt_number(values[0])}")  # a flat line says nothing: named instead
             continue
