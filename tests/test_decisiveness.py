@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uetool.core.agents import ThurstonianAgent
-from uetool.core.decisiveness import THRESHOLDS, decisiveness_metrics, format_verdict, verdict_reasons
+from uetool.core.decisiveness import THRESHOLDS, decisiveness_metrics, format_verdict, verdict_flags, verdict_reasons
 from uetool.core.edges import position_bias
 
 
@@ -36,6 +36,7 @@ def test_an_indifferent_off_label_model_gets_the_verdict_and_a_decided_one_none(
     assert smol["off_label_share"] == pytest.approx(0.55)
     reasons = verdict_reasons(smol, mode="logprob")
     assert len(reasons) == 2 and "indifferent" in reasons[0] and "off-label (55%" in reasons[1]
+    assert verdict_flags(reasons) == ["indifferent", "off-label"]
     assert format_verdict(reasons).startswith("utilities below are not meaningful: the model is effectively")
     agent = ThurstonianAgent.random_truth(40, seed=1, scale=2.0)  # strong preferences: P(A) far from 0.5
     pairs = np.array([(a, b) for a in range(40) for b in range(a + 1, 40)])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binom
 
-__all__ = ["THRESHOLDS", "decisiveness_metrics", "verdict_reasons", "format_verdict"]
+__all__ = ["THRESHOLDS", "decisiveness_metrics", "verdict_reasons", "format_verdict", "verdict_flags"]
 
 THRESHOLDS = {"decided_beyond": 0.1,  # |P(A) - 0.5| >= 0.1: the edge is decided (P >= 0.6 or <= 0.4)
               "indifferent_margin": 0.10,  # decided_share at most this far above the fair-coin share: indifferent
@@ -92,6 +92,12 @@ def verdict_reasons(metrics: dict, *, mode: str) -> list[str]:
         reasons.append(f"it answers by position (picks the {'first' if bias > 0.5 else 'second'}-shown option "
                        f"{max(bias, 1 - bias):.0%} of the time)")
     return reasons
+
+
+def verdict_flags(reasons: list[str]) -> list[str]:
+    """Short names of the reasons (indifferent, off-label, by position), for tables."""
+    names = (("indifferent", "indifferent"), ("off-label", "off-label"), ("by position", "by position"))
+    return [short for reason in reasons for key, short in names if key in reason]
 
 
 def format_verdict(reasons: list[str]) -> str | None:

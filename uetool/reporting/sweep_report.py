@@ -41,7 +41,7 @@ __all__ = ["write_sweep_report", "build_report_files"]
 # Counts and bookkeeping: reported per model, but not a trend worth a plot.
 _NO_TREND = {"n_outcomes", "n_edges", "n_holdout_edges", "n_triads", "seed", "capability", "seconds_total",
              "asked_requests", "reused_requests", "failed_requests", "given_up_requests", "engine_retries",
-             "fit_converged", "decided_share_chance", "verdict"}
+             "fit_converged", "decided_share_chance", "verdict", "verdict_flags"}
 _RATES = ["refusal_rate", "unparseable_rate", "position_bias", "position_bias_original", "position_bias_flipped"]
 _N_SHOWN = 10
 
@@ -224,8 +224,8 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
         if any(isinstance(cis[m].get(f"{metric}_ci"), list) for m in table["model"]):
             table[f"{metric} 95% CI"] = [_fmt_ci(cis[m].get(f"{metric}_ci")) for m in table["model"]]
             with_cis.append(f"{metric} 95% CI")
-    verdicts = {r["model"]: (r.get("metrics") or {}).get("verdict") for r in records}
-    table["verdict"] = [verdicts.get(m) or "" for m in table["model"]]
+    flags = {r["model"]: (r.get("metrics") or {}).get("verdict_flags") or [] for r in records}
+    table["verdict"] = ["not meaningful: " + ", ".join(flags[m]) if flags.get(m) else "" for m in table["model"]]
     model_cols = ["model", "status", "capability", "verdict", *with_cis, "neighbour_std", "seconds_total"]
     failures = table.loc[~done, ["model", "capability", "error"]].reset_index(drop=True)
     finished_at = {r["model"]: str(r.get("finished_at") or "") for r in records}
@@ -233,6 +233,7 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     notes = [f"{m}: {n}" for m, n in zip(table["model"], table["note"], strict=True) if n]
     if mode_note:
         notes.insert(0, mode_note)
+    verdicts = {r["model"]: (r.get("metrics") or {}).get("verdict") for r in records}
     notes[:0] = [f"{m}: {v}" for m, v in verdicts.items() if v]
     no_capability = [r["model"] for r in records if r.get("capability") is None]
     if no_capability:

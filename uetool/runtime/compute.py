@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.active import ActiveLearningState, run_active_learning
-from ..core.decisiveness import decisiveness_metrics, format_verdict, verdict_reasons
+from ..core.decisiveness import decisiveness_metrics, format_verdict, verdict_flags, verdict_reasons
 from ..core.edges import logprob_other_mass, off_label_majority_rate
 from ..core.graph import HOLDOUT, TRAIN
 from ..core.thurstonian import bootstrap_intervals
@@ -154,7 +154,8 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
     asked_counts = np.concatenate([result.graph.counts, triads.counts])
     mode = run.generation_settings.mode
     metrics.update(decisiveness_metrics(asked_counts, mode=mode))
-    metrics["verdict"] = format_verdict(verdict_reasons(metrics, mode=mode))
+    reasons = verdict_reasons(metrics, mode=mode)
+    metrics["verdict"], metrics["verdict_flags"] = format_verdict(reasons), verdict_flags(reasons)
     if mode == "logprob":
         # from the stored answers, not this invocation's: a re-run that asks nothing reports the same
         metrics["logprob_other_mass"] = logprob_other_mass(asked_counts)
