@@ -13,7 +13,8 @@ from pathlib import Path
 from uetool.runtime.config import moved_key_message, nearest_names
 
 _CONF = Path(__file__).resolve().parent.parent / "conf"
-_GROUPS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "assembly", "sft", "sweep")
+_GROUPS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "assembly", "sft", "sweep",
+           "robustness")
 # what a user can get wrong: a bad value, a missing or malformed file, an unknown model or key (internal errors
 # of these types print one line too; --debug, or the log file named, has the traceback)
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)

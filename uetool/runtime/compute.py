@@ -80,7 +80,7 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                     pool_namespace) -> dict:
     fs, out_dir = run.layout.filesystem[0], run.out_dir
     fingerprint = run.fingerprint()
-    checkpoint_path = run.layout.checkpoint(run.experiment, run.model.key)
+    checkpoint_path = run.layout.checkpoint(run.experiment, run.model.key, run.run_name)
     state = read_checkpoint(fs, checkpoint_path, fingerprint)
 
     def checkpoint(s: ActiveLearningState) -> None:

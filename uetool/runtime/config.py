@@ -39,6 +39,7 @@ MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
 RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
                   "seed", "progress", "ray", "transitivity", "trends", "store", "assembly", "sft", "control",
+                  "robustness",
                   "expected_utility",
                   "expected_utility_implicit", "instrumentality", "maximization", "exchange_rates",
                   "time_discounting", "political_values", "power_seeking", "fitness", "corrigibility")
@@ -310,6 +311,7 @@ class RunConfig:
     control: Any = None  # control_config.ControlConfig (`control` section)
     outcomes: OutcomeSet = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     template: PromptTemplate = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    run_name: str | None = None  # a run of its own under <experiment>/<model>/<run_name>/ (a robustness variant)
 
     @classmethod
     def from_dict(cls, cfg: dict, *, outcomes: OutcomeSet | None = None, check_environment: bool = True) -> RunConfig:
@@ -408,7 +410,7 @@ class RunConfig:
 
     @property
     def out_dir(self) -> str:
-        return self.layout.run_dir(self.experiment, self.model.key)
+        return self.layout.run_dir(self.experiment, self.model.key, self.run_name)
 
     def engine_arguments(self, resources: PoolResources | None = None) -> dict:
         """The engine's constructor arguments (plain values: they travel to Ray actors)."""

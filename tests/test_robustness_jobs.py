@@ -1,0 +1,55 @@
+"""The robustness suite as a job on a real local Ray cluster: variants of the prompt answered by the prompt-reading
+simulated engine through one pool and one store; a variant added later asks only its own questions."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import compose
+from uetool.runtime.robustness import run_robustness
+
+pytestmark = pytest.mark.ray
+
+
+def _cfg(root, *overrides: str) -> dict:
+    return compose(["model=tiny-random", "engine=simulated_text", "robustness=cpu", "elicitation=logprob",
+                    f"results_root={root}", "progress=false", "fit.bootstrap=0", "transitivity.n_triads=100",
+                    "pool.num_cpus=0.5", *overrides])
+
+
+def _last_run(root, variant: str) -> dict:
+    folder = root / "compute_utilities" / "tiny-random.simulated_text"
+    path = (folder if variant == "base" else folder / variant) / "runs.jsonl"
+    return json.loads(path.read_text().splitlines()[-1])
+
+
+def test_a_wording_invariant_agent_is_stable_and_an_added_variant_asks_only_itself(ray_cluster, tmp_path):
+    cfg = _cfg(tmp_path, "engine.wording_sensitivity=0.0")
+    cfg["robustness"]["variants"] = [v for v in cfg["robustness"]["variants"] if v["name"] != "labels_xy"]
+    out = run_robustness(cfg)
+    h = out["robustness"]
+    assert h["flagged_variants"] == [] and h["min_stability"] > 0.99  # nothing in the wording moves it
+    variants = pd.read_csv(f"{out['out_dir']}/variants.csv")
+    assert set(variants["variant"]) == {"paraphrase_rather", "paraphrase_exclusive", "paraphrase_terse", "labels_12",
+                                        "system_evaluator", "sample_k4", "seed_1"}
+    outcomes = pd.read_parquet(f"{out['out_dir']}/outcomes.parquet")
+    assert len(outcomes) == 40 and {"utility_base", "utility_labels_12", "spread", "stability"} <= set(outcomes)
+    for name in ("report.html", "robustness.png", "categories.csv", "seeds.csv", "summary.txt", "config.yaml"):
+        assert (tmp_path / "robustness" / "tiny-random.simulated_text" / "cpu" / name).exists(), name
+    again = run_robustness(_cfg(tmp_path, "engine.wording_sensitivity=0.0"))  # the suite as shipped: + labels_xy
+    assert "labels_xy" in set(pd.read_csv(f"{again['out_dir']}/variants.csv")["variant"])
+    assert _last_run(tmp_path, "labels_xy")["asked_requests"] > 0
+    for name in ("base", "paraphrase_rather", "labels_12", "sample_k4", "seed_1"):
+        assert _last_run(tmp_path, name)["asked_requests"] == 0, name  # stored once, never asked again
+
+
+def test_a_wording_sensitive_agent_moves_with_the_prompt_and_bad_suites_are_named(ray_cluster, tmp_path):
+    h = run_robustness(_cfg(tmp_path, "engine.wording_sensitivity=2.0"))["robustness"]
+    assert h["min_stability"] < 0.9  # paraphrases move its utilities
+    cfg = _cfg(tmp_path)
+    cfg["robustness"]["variants"].append({"name": "odd", "lables": ["1", "2"]})
+    with pytest.raises(ValueError, match=r"unknown keys \['lables'\]"):
+        run_robustness(cfg)

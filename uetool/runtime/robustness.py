@@ -1,0 +1,194 @@
+"""The robustness suite (README "Robustness"): the base run and declared variants of its elicitation, compared.
+
+Every variant (conf/robustness/: paraphrases, label sets, system prompts, K, temperature, logprob against sampling,
+reasoning) and every repeated seed is a compute_utilities run of its own, `<root>/compute_utilities/<model>/<variant>/`,
+answered through one engine pool and the model's one response store: the base run is the ordinary
+`compute_utilities/<model>/` (reused when finished), and a variant added later asks only its own questions. The
+comparisons (`uetool.core.robustness`) land in `<root>/robustness/<model>/<suite>/`: variants.csv (per variant
+against the base: Spearman and Pearson with CIs, cross-prediction, stability, position shift, coherence deltas,
+flagged and why), outcomes.parquet (each outcome's utility under every run, its spread and stability),
+categories.csv, seeds.csv (between-seed spread of every metric), robustness.json (headline: flagged_variants,
+min_stability, monotonicity_rate), robustness.png, report.html, config.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ..core.attributes import load_attributes
+from ..core.robustness import compare_variant, flag_reasons, monotonicity, outcome_stability
+from ..io.analysis_results import write_parquet
+from ..io.files import write_atomic
+from ..io.results import json_safe, read_results
+from .compute import compute_utilities, open_pool
+from .config import RunConfig, redacted_yaml
+from .robustness_config import RobustnessConfig
+
+__all__ = ["run_robustness", "COMPARED_METRICS"]
+
+COMPARED_METRICS = ("holdout_accuracy", "average_confidence", "log10_cycle_probability", "hard_cycle_rate",
+                    "position_bias", "preference_strength", "unparseable_rate")
+
+
+def _variant_run(raw: dict, base: RunConfig, elicitation: dict, seed: int | None, name: str) -> RunConfig:
+    cfg = copy.deepcopy(raw)
+    cfg["elicitation"] = {**dict(cfg.get("elicitation") or {}), **elicitation}
+    if elicitation.get("template_text"):
+        cfg["elicitation"]["template"] = elicitation.get("template", "custom")
+    if seed is not None:
+        cfg["seed"] = seed
+    cfg.pop("robustness", None)
+    return replace(RunConfig.from_dict(cfg, outcomes=base.outcomes), run_name=name)
+
+
+def run_robustness(cfg: dict) -> dict:
+    started = time.perf_counter()
+    raw = dict(cfg)
+    suite = RobustnessConfig.from_section(raw.get("robustness"))
+    base_raw = {k: v for k, v in raw.items() if k != "robustness"}
+    base = RunConfig.from_dict(base_raw)
+    if base.experiment != "compute_utilities":
+        raise ValueError(f"the robustness suite varies compute_utilities runs; got experiment={base.experiment}")
+    runs = [("base", base, "the run's own elicitation")]
+    runs += [(v.name, _variant_run(base_raw, base, v.elicitation, v.seed, v.name), v.about) for v in suite.variants]
+    runs += [(f"seed_{s}", _variant_run(base_raw, base, {}, s, f"seed_{s}"), f"the base with seed {s}")
+             for s in suite.seeds]  # every config is built (and checked) before the pool starts
+    fs = base.layout.filesystem[0]
+    results = {}
+    pool = open_pool(base)
+    try:
+        for name, run, _ in runs:
+            out = compute_utilities(run, pool=pool)
+            results[name] = (out, read_results(out["out_dir"], fs=fs))
+    finally:
+        pool.shutdown()
+    out_dir = base.layout.run_dir("robustness", base.model.key, suite.name)
+    fs.create_dir(out_dir, recursive=True)
+    headline, variants, outcomes, categories, seeds = _compare(base, suite, runs, results)
+    headline.update(model=base.model.key, suite=suite.name, outcomes=base.outcomes_name,
+                    wall_s=time.perf_counter() - started)
+    write_atomic(fs, f"{out_dir}/variants.csv", variants.to_csv(index=False).encode())
+    write_parquet(fs, f"{out_dir}/outcomes.parquet", outcomes)
+    write_atomic(fs, f"{out_dir}/categories.csv", categories.to_csv(index=False).encode())
+    write_atomic(fs, f"{out_dir}/seeds.csv", seeds.to_csv(index=False).encode())
+    write_atomic(fs, f"{out_dir}/robustness.json", json.dumps(json_safe(headline), indent=2).encode())
+    write_atomic(fs, f"{out_dir}/config.yaml", redacted_yaml(raw).encode())
+    _write_report(fs, out_dir, headline, variants, categories)
+    summary = _summary(headline, variants)
+    write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
+    return {"summary": summary, "out_dir": out_dir, "robustness": headline}
+
+
+def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict):
+    base_out, base_res = results["base"]
+    rows, means = [], [base_res.utilities["mean"].to_numpy()]
+    for name, _, about in runs[1:]:
+        out, res = results[name]
+        comparison = compare_variant(base_res.utilities, res.utilities, base_edges=base_res.edges,
+                                     variant_edges=res.edges, base_position=base_out["metrics"]["position_bias"],
+                                     variant_position=out["metrics"]["position_bias"], seed=base.seed,
+                                     n_boot=suite.n_boot)
+        pair, _ = outcome_stability(np.stack([means[0], res.utilities["mean"].to_numpy()]), base.outcomes.categories)
+        reasons = flag_reasons(comparison) if not name.startswith("seed_") else []
+        row = {"variant": name, "about": about, "spearman": comparison["spearman"],
+               "spearman_low": comparison["spearman_ci"][0], "spearman_high": comparison["spearman_ci"][1],
+               "pearson": comparison["pearson"], "stability": float(pair["stability"].mean()),
+               "cross_accuracy": comparison["cross_accuracy"],
+               "cross_accuracy_reverse": comparison["cross_accuracy_reverse"],
+               "position_shift": comparison["position_shift"], "flagged": bool(reasons), "why": "; ".join(reasons),
+               "rank_movers": "; ".join(f"{m['description']} ({m['rank_base']:.0f} -> {m['rank_variant']:.0f})"
+                                        for m in comparison["rank_movers"][:3])}
+        for metric in COMPARED_METRICS:
+            row[f"delta_{metric}"] = _delta(out["metrics"], base_out["metrics"], metric)
+        rows.append(row)
+        if not name.startswith("seed_"):
+            means.append(res.utilities["mean"].to_numpy())
+    variants = pd.DataFrame(rows)
+    per_outcome, categories = outcome_stability(np.stack(means), base.outcomes.categories)
+    outcomes = pd.DataFrame({"id": list(base.outcomes.ids), "description": list(base.outcomes.descriptions),
+                             "category": list(base.outcomes.categories)})
+    named = ["base"] + [n for n, _, _ in runs[1:] if not n.startswith("seed_")]
+    for name, mean in zip(named, means, strict=True):
+        outcomes[f"utility_{name}"] = mean
+    outcomes["spread"], outcomes["stability"] = per_outcome["spread"], per_outcome["stability"]
+    seed_names = ["base"] + [n for n, _, _ in runs if n.startswith("seed_")]
+    seeds = pd.DataFrame([{"metric": m, **{n: results[n][0]["metrics"].get(m) for n in seed_names}}
+                          for m in COMPARED_METRICS])
+    seeds["between_seed_sd"] = seeds[seed_names].astype(float).std(axis=1, ddof=1) if len(seed_names) > 1 else np.nan
+    attributes = load_attributes(base.outcomes)
+    members = attributes.series_members()
+    direction = {name: int(attributes.direction[idx[0]]) for name, idx in members.items()}
+    mono = monotonicity(means[0], members, direction, list(base.outcomes.descriptions))
+    compared = variants[~variants["variant"].str.startswith("seed_")]
+    headline = {"flagged_variants": compared.loc[compared["flagged"], "variant"].tolist(),
+                "min_stability": float(compared["stability"].min()) if len(compared) else float("nan"),
+                "monotonicity_rate": mono["monotonicity_rate"], "monotonicity_pairs": mono["n_pairs"],
+                "monotonicity_violations": mono["violations"], "n_variants": int(len(compared)),
+                "base_verdict": base_out["metrics"].get("verdict"), "position_bias_base":
+                base_out["metrics"].get("position_bias"), "n_seeds": len(seed_names) - 1}
+    return headline, variants, outcomes, categories, seeds
+
+
+def _delta(metrics: dict, base: dict, key: str) -> float:
+    a, b = metrics.get(key), base.get(key)
+    return float(a - b) if isinstance(a, int | float) and isinstance(b, int | float) else float("nan")
+
+
+def _write_report(fs, out_dir: str, headline: dict, variants: pd.DataFrame, categories: pd.DataFrame) -> None:
+    from matplotlib.figure import Figure
+
+    from ..reporting.plots import _png
+
+    shown = variants[~variants["variant"].str.startswith("seed_")]
+    fig = Figure(figsize=(9, 0.35 * len(shown) + 1.8))
+    ax = fig.subplots()
+    y = np.arange(len(shown))
+    colours = ["tab:red" if f else "tab:blue" for f in shown["flagged"]]
+    err = np.abs(np.stack([shown["spearman"] - shown["spearman_low"], shown["spearman_high"] - shown["spearman"]]))
+    ax.barh(y, shown["spearman"], xerr=err, color=colours, capsize=3)
+    ax.axvline(0.8, color="grey", ls="--", lw=0.8, label="flag threshold (CI below 0.8)")
+    ax.set_yticks(y, shown["variant"], fontsize=8)
+    ax.set_xlim(-1, 1.05)
+    ax.set_xlabel("Spearman correlation with the base utilities (95% CI over outcomes); red: flagged")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    write_atomic(fs, f"{out_dir}/robustness.png", _png(fig))
+    table = variants[["variant", "about", "spearman", "spearman_low", "spearman_high", "stability",
+                      "cross_accuracy", "position_shift", "flagged", "why", "rank_movers"]]
+    verdict = headline.get("base_verdict")
+    model, suite, outcomes = (html.escape(headline[k]) for k in ("model", "suite", "outcomes"))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+             "td,th{padding:3px 8px;border-bottom:1px solid #ddd;font-size:13px}")
+    flagged = html.escape(", ".join(headline["flagged_variants"]) or "none")
+    numbers = lambda x: f"{x:.3f}"  # noqa: E731 - one formatter for both tables
+    page = (f'<!doctype html><html><head><meta charset="utf-8"><title>Robustness: {model}</title>'
+            f"<style>{style}</style></head><body><h1>Robustness of {model} on {outcomes} (suite {suite})</h1>"
+            + (f'<p style="color:darkred">Base run: {html.escape(verdict)}</p>' if verdict else "")
+            + f"<p>Flagged variants: {flagged}. Lowest stability {headline['min_stability']:.3f}; monotonicity "
+            f"over quantity series {headline['monotonicity_rate']:.3f} ({headline['monotonicity_pairs']} ordered "
+            f"pairs); position bias of the base run {headline['position_bias_base']:.3f}.</p>"
+            f'<img src="robustness.png" width="900">{table.to_html(index=False, float_format=numbers)}'
+            f"<h2>Stability per category</h2>{categories.to_html(index=False, float_format=numbers)}</body></html>")
+    write_atomic(fs, f"{out_dir}/report.html", page.encode())
+
+
+def _summary(headline: dict, variants: pd.DataFrame) -> str:
+    lines = [f"robustness of {headline['model']} on {headline['outcomes']} (suite {headline['suite']}): "
+             f"{headline['n_variants']} variants, {headline['n_seeds']} repeated seeds, {headline['wall_s']:.0f} s"]
+    if headline.get("base_verdict"):
+        lines.append(f"base run: {headline['base_verdict']}")
+    for _, row in variants.iterrows():
+        lines.append(f"  {row['variant']:<24} Spearman {row['spearman']:+.3f} [{row['spearman_low']:+.3f}, "
+                     f"{row['spearman_high']:+.3f}]  stability {row['stability']:.3f}  position shift "
+                     f"{row['position_shift']:+.3f}" + (f"  FLAGGED: {row['why']}" if row["flagged"] else ""))
+    lines.append(f"flagged: {', '.join(headline['flagged_variants']) or 'none'}; min stability "
+                 f"{headline['min_stability']:.3f}; monotonicity {headline['monotonicity_rate']:.3f} over "
+                 f"{headline['monotonicity_pairs']} pairs")
+    return "\n".join(lines)

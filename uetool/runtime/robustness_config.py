@@ -1,0 +1,73 @@
+"""The `robustness` section (conf/robustness/): a suite of declared variants of the run's elicitation.
+
+Each variant names itself and overrides `elicitation.*` keys (template, template_text, labels, system_message,
+mode, k, temperature, max_tokens, parser, unparseable_policy) and, optionally, the `seed`. Validated once, at the
+edge, with errors naming the variant and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..io.layout import check_name
+
+__all__ = ["RobustnessConfig", "Variant", "ELICITATION_KEYS"]
+
+ELICITATION_KEYS = ("template", "template_text", "labels", "system_message", "mode", "k", "temperature", "max_tokens",
+                    "parser", "unparseable_policy")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    elicitation: dict  # elicitation.* overrides
+    seed: int | None = None
+    about: str = ""  # what the variant tests, for the report
+
+    @classmethod
+    def from_entry(cls, entry: dict, where: str) -> Variant:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ValueError(f"{where}: a variant is an object with a 'name' and elicitation keys, got {entry!r}")
+        entry = dict(entry)
+        name = check_name(str(entry.pop("name")), f"{where}.name")
+        seed = entry.pop("seed", None)
+        about = str(entry.pop("about", ""))
+        unknown = sorted(set(entry) - set(ELICITATION_KEYS))
+        if unknown:
+            raise ValueError(f"{where} ({name}): unknown keys {unknown}; a variant sets name, about, seed and "
+                             f"elicitation keys {list(ELICITATION_KEYS)}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"{where} ({name}): seed must be an integer >= 0, got {seed!r}")
+        if not entry and seed is None:
+            raise ValueError(f"{where} ({name}): changes nothing (give elicitation keys or a seed)")
+        return cls(name, entry, seed, about)
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    name: str = "default"  # results in <root>/robustness/<model>/<name>/
+    variants: tuple = field(default_factory=tuple)
+    seeds: tuple = (1, 2)  # the base run repeated with these seeds: between-seed spread of every metric
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "`robustness.name`")
+        variants = tuple(v if isinstance(v, Variant) else Variant.from_entry(v, f"`robustness.variants[{i}]`")
+                         for i, v in enumerate(self.variants or ()))
+        names = [v.name for v in variants] + [f"seed_{s}" for s in self.seeds or ()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"`robustness`: variant names must differ, {repeated} repeat")
+        object.__setattr__(self, "variants", variants)
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds or ()))
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 100:
+            raise ValueError(f"`robustness.n_boot` must be an integer >= 100, got {self.n_boot!r}")
+
+    @classmethod
+    def from_section(cls, values: dict | None) -> RobustnessConfig:
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown `robustness` keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
