@@ -53,3 +53,12 @@ def test_a_wording_sensitive_agent_moves_with_the_prompt_and_bad_suites_are_name
     cfg["robustness"]["variants"].append({"name": "odd", "lables": ["1", "2"]})
     with pytest.raises(ValueError, match=r"unknown keys \['lables'\]"):
         run_robustness(cfg)
+
+
+def test_a_label_loving_agent_is_flagged_on_exactly_the_label_sets_that_offer_its_glyph(ray_cluster, tmp_path):
+    """Written to favour "1", it shows under labels 1/2 only; favouring "X", under X/Y only (a label set the suite
+    was not written against for it): read from the rendered prompt, not from the variant's name."""
+    for glyph, variant in (("1", "labels_12"), ("X", "labels_xy")):
+        h = run_robustness(_cfg(tmp_path / glyph, "engine.wording_sensitivity=0.0",
+                                f"engine.favoured_label={glyph}", "engine.label_bias=0.5"))["robustness"]
+        assert h["flagged_variants"] == [variant]

@@ -19,21 +19,22 @@ import hashlib
 
 import numpy as np
 
-from ..core.agents import ThurstonianAgent, make_agent
+from ..core.agents import ThurstonianAgent, hash_uniforms, make_agent
 from ..core.parsing import FIRST, REFUSAL, SECOND, UNPARSEABLE
 from .base import EngineError, GenerationSettings, RequestBatch, ResultBatch, check_mode
 from .replies import Replies
 
 __all__ = ["SimulatedEngine", "PromptReadingSimulatedEngine"]
 
+_STREAM_GLYPH = 7  # the label-favouring agent's own uniforms
 _REFUSAL_TEXT = "I'm sorry, but I can't choose between these options."
 _UNPARSEABLE_TEXT = "Both have merits."
 
 
-def _reply_vocab(labels) -> list[str]:
+def _reply_vocab(labels, prefix: str = "") -> list[str]:
     """The reply text for each choice code (the list is indexed by code)."""
     vocab = [""] * 4
-    vocab[FIRST], vocab[SECOND] = labels[0], labels[1]
+    vocab[FIRST], vocab[SECOND] = prefix + labels[0], prefix + labels[1]
     vocab[UNPARSEABLE], vocab[REFUSAL] = _UNPARSEABLE_TEXT, _REFUSAL_TEXT
     return vocab
 
@@ -107,13 +108,26 @@ class PromptReadingSimulatedEngine(SimulatedEngine):
     name = "simulated_text"
     reads_text = True
     # the outcome descriptions are in every request key already; their count is what the agent needs from them
-    answer_settings = ("agent", "seed", "scale", "bias", "refusal_rate", "wording_sensitivity")
-    options = {"agent": "thurstonian", "scale": 1.0, "wording_sensitivity": 0.5}
+    answer_settings = ("agent", "seed", "scale", "bias", "refusal_rate", "wording_sensitivity", "favoured_label",
+                       "label_bias", "ordered_series")
+    options = {"agent": "thurstonian", "scale": 1.0, "wording_sensitivity": 0.5, "favoured_label": None,
+               "label_bias": 0.0, "ordered_series": None}
 
     def __init__(self, outcomes: list[str], wording_sensitivity: float = 0.5, agent: str = "thurstonian",
-                 seed: int = 0, scale: float = 1.0, bias: float = 0.3, refusal_rate: float = 0.2) -> None:
+                 seed: int = 0, scale: float = 1.0, bias: float = 0.3, refusal_rate: float = 0.2,
+                 favoured_label: str | None = None, label_bias: float = 0.0,
+                 ordered_series: list[list[int]] | None = None) -> None:
         if wording_sensitivity < 0:
             raise ValueError(f"`engine.wording_sensitivity` must be >= 0, got {wording_sensitivity}")
+        if not 0 <= label_bias <= 1:
+            raise ValueError(f"`engine.label_bias` must be in [0, 1], got {label_bias}")
+        # a glyph the agent picks for its own sake whenever a prompt offers it as a label (label_bias of the time),
+        # whatever the option behind it: a label set it was never written against shows it too
+        # a command line's favoured_label=1 arrives as a number: the glyph is its text
+        self.favoured_label = None if favoured_label is None else str(favoured_label)
+        self.label_bias = float(label_bias)
+        # outcome indices in ascending desirability (quantity series): a monotone agent's utilities respect each
+        self.ordered_series = [list(map(int, idx)) for idx in ordered_series or []]
         super().__init__(agent=agent, n_outcomes=len(outcomes), seed=seed, scale=scale, bias=bias,
                          refusal_rate=refusal_rate)
         if self.agent_kind != "thurstonian":
@@ -131,6 +145,11 @@ class PromptReadingSimulatedEngine(SimulatedEngine):
         """The ground-truth agent this wording meets: base utilities + sensitivity * N(0, 1), seeded by the wording."""
         if (wording, k) not in self._by_wording:
             base = self._agent(k)
+            if self.ordered_series:
+                mean = base.mean.copy()
+                for idx in self.ordered_series:
+                    mean[idx] = np.sort(mean[idx])
+                base = ThurstonianAgent(mean, base.variance, k, base.seed)
             digest = hashlib.blake2b(wording.encode(), digest_size=8).digest()
             rng = np.random.default_rng([self._params["seed"], int.from_bytes(digest, "little")])
             shift = self.sensitivity * rng.standard_normal(len(self.outcomes))
@@ -144,18 +163,34 @@ class PromptReadingSimulatedEngine(SimulatedEngine):
         groups: dict[str, list[int]] = {}
         for i, (prompt, x, y) in enumerate(zip(batch.prompts, first.tolist(), second.tolist(), strict=True)):
             groups.setdefault(self.wording(prompt, x, y), []).append(i)
-        builder = ResultBuilder(batch, settings)
+        # it reads the prompt: one that asks for 'Answer: X' (a reasoning template) gets its answer in that form
+        asks_answer = any('"Answer: ' in prompt for prompt in batch.prompts[:1])
+        builder = ResultBuilder(batch, settings, "Answer: " if asks_answer else "")
         for wording, rows in groups.items():
             _answer(self.agent_for(wording, settings.k), batch, np.asarray(rows, np.int64), settings, builder)
+        if self.favoured_label is not None and self.label_bias > 0 and self.favoured_label in batch.labels:
+            self._favour(batch, settings, builder, batch.labels.index(self.favoured_label))
         return builder.result()
+
+    def _favour(self, batch: RequestBatch, settings: GenerationSettings, builder: ResultBuilder, slot: int) -> None:
+        """With probability label_bias an answer is the favoured glyph (slot 0: shown first, 1: second)."""
+        beta = self.label_bias
+        if settings.mode == "logprob":
+            builder.p_first = (1 - beta) * builder.p_first + (beta if slot == 0 else 0.0)
+            return
+        for order in (0, 1):
+            idx = np.flatnonzero(batch.order == order)
+            if len(idx):
+                u = hash_uniforms(self._params["seed"], batch.a[idx], batch.b[idx], order, settings.k, _STREAM_GLYPH)
+                builder.codes[idx] = np.where(u < beta, FIRST if slot == 0 else SECOND, builder.codes[idx])
 
 
 class ResultBuilder:
     """Collects an agent's answers for rows of a batch into one ResultBatch."""
 
-    def __init__(self, batch: RequestBatch, settings: GenerationSettings) -> None:
+    def __init__(self, batch: RequestBatch, settings: GenerationSettings, prefix: str = "") -> None:
         n = len(batch)
-        self.batch, self.logprob = batch, settings.mode == "logprob"
+        self.batch, self.logprob, self.prefix = batch, settings.mode == "logprob", prefix
         self.p_first = np.full(n, np.nan)
         self.codes = np.zeros((n, settings.k), np.int32)  # choice codes index the reply vocabulary directly
 
@@ -166,7 +201,8 @@ class ResultBuilder:
             return ResultBatch(keys, batch.a, batch.b, batch.order, Replies.empty(n), self.p_first,
                                1.0 - self.p_first, np.zeros(n), [None] * n)
         nan = np.full(n, np.nan)
-        return ResultBatch(keys, batch.a, batch.b, batch.order, Replies.uniform(_reply_vocab(batch.labels), self.codes),
+        return ResultBatch(keys, batch.a, batch.b, batch.order,
+                           Replies.uniform(_reply_vocab(batch.labels, self.prefix), self.codes),
                            nan, nan.copy(), nan.copy(), [None] * n)
 
 
