@@ -14,6 +14,7 @@ from uetool.core.robustness import (
     flag_reasons,
     monotonicity,
     outcome_stability,
+    refusals_per_outcome,
     standardise,
 )
 
@@ -76,3 +77,11 @@ def test_cross_accuracy_leaves_out_ties():
     mean, var = np.array([0.0, 1.0]), np.array([0.1, 0.1])
     assert cross_accuracy(mean, var, np.array([0, 1, 0]), np.array([1, 0, 1]), np.array([0.2, 0.9, 0.5])) == 1.0
     assert np.isnan(cross_accuracy(mean, var, np.array([0]), np.array([1]), np.array([0.5])))
+
+
+def test_refusals_are_shared_out_to_both_outcomes_of_a_question():
+    edges = pd.DataFrame({"a": [0, 0], "b": [1, 2], "n_a_orig": [5, 10], "n_b_orig": [0, 0], "n_a_flip": [5, 10],
+                          "n_b_flip": [0, 0], "n_unparseable": [0, 0], "n_refusal": [10, 0]})
+    rates = refusals_per_outcome(edges, 4)
+    np.testing.assert_allclose(rates[:3], [10 / 40, 10 / 20, 0.0])
+    assert np.isnan(rates[3])  # never asked about

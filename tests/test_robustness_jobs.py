@@ -34,9 +34,14 @@ def test_a_wording_invariant_agent_is_stable_and_an_added_variant_asks_only_itse
     assert h["flagged_variants"] == [] and h["min_stability"] > 0.99  # nothing in the wording moves it
     variants = pd.read_csv(f"{out['out_dir']}/variants.csv")
     assert set(variants["variant"]) == {"paraphrase_rather", "paraphrase_exclusive", "paraphrase_terse", "labels_12",
-                                        "system_evaluator", "sample_k4", "seed_1"}
+                                        "system_evaluator", "sample_k4", "policy_skip", "seed_1"}
+    assert _last_run(tmp_path, "policy_skip")["asked_requests"] == 0  # another reading of the base's answers
+    assert variants["position_bias_original"].between(0, 1).all()
+    categories = pd.read_csv(f"{out['out_dir']}/categories.csv")
+    assert len(categories) == 10 and categories["holdout_accuracy"].notna().any()
     outcomes = pd.read_parquet(f"{out['out_dir']}/outcomes.parquet")
-    assert len(outcomes) == 40 and {"utility_base", "utility_labels_12", "spread", "stability"} <= set(outcomes)
+    assert len(outcomes) == 40 and {"utility_base", "utility_labels_12", "spread", "stability",
+                                    "refusal_rate_base", "refusal_rate_mean"} <= set(outcomes)
     for name in ("report.html", "robustness.png", "categories.csv", "seeds.csv", "summary.txt", "config.yaml"):
         assert (tmp_path / "robustness" / "tiny-random.simulated_text" / "cpu" / name).exists(), name
     again = run_robustness(_cfg(tmp_path, "engine.wording_sensitivity=0.0"))  # the suite as shipped: + labels_xy

@@ -32,7 +32,7 @@ from scipy.special import ndtr
 from .correlation import correlation_ci
 
 __all__ = ["FLAG_SPEARMAN", "FLAG_POSITION_SHIFT", "compare_variant", "cross_accuracy", "outcome_stability",
-           "monotonicity", "standardise", "flag_reasons"]
+           "monotonicity", "standardise", "flag_reasons", "refusals_per_outcome"]
 
 FLAG_SPEARMAN = 0.8  # a variant whose whole Spearman CI lies below this reorders the utilities
 FLAG_POSITION_SHIFT = 0.15  # |P(first) - 0.5| grows by more than this under the variant
@@ -129,3 +129,15 @@ def monotonicity(mean: np.ndarray, series: dict[str, np.ndarray], direction: dic
                                        "larger": descriptions[idx[j]]})
     return {"monotonicity_rate": respected / total if total else float("nan"), "n_pairs": total,
             "violations": violations}
+
+
+def refusals_per_outcome(edges: pd.DataFrame, n_outcomes: int) -> np.ndarray:
+    """Per outcome, the share of the replies to questions about it that were refusals (NaN: never asked).
+    `edges`: a, b and the answer counts (n_a_orig, n_b_orig, n_a_flip, n_b_flip, n_unparseable, n_refusal)."""
+    counts = edges[["n_a_orig", "n_b_orig", "n_a_flip", "n_b_flip", "n_unparseable", "n_refusal"]].to_numpy(float)
+    total, refused = counts.sum(1), counts[:, 5]
+    a, b = edges["a"].to_numpy(np.int64), edges["b"].to_numpy(np.int64)
+    replies = np.bincount(a, total, n_outcomes) + np.bincount(b, total, n_outcomes)
+    refusals = np.bincount(a, refused, n_outcomes) + np.bincount(b, refused, n_outcomes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(replies > 0, refusals / np.where(replies > 0, replies, 1), np.nan)

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.attributes import load_attributes
-from ..core.robustness import compare_variant, flag_reasons, monotonicity, outcome_stability
+from ..core.robustness import compare_variant, flag_reasons, monotonicity, outcome_stability, refusals_per_outcome
+from ..core.trends import category_view
 from ..io.analysis_results import write_parquet
 from ..io.files import write_atomic
 from ..io.results import json_safe, read_results
@@ -98,6 +99,8 @@ def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict
         pair, _ = outcome_stability(np.stack([means[0], res.utilities["mean"].to_numpy()]), base.outcomes.categories)
         reasons = flag_reasons(comparison) if not name.startswith("seed_") else []
         row = {"variant": name, "about": about, "spearman": comparison["spearman"],
+               "position_bias_original": out["metrics"].get("position_bias_original"),
+               "position_bias_flipped": out["metrics"].get("position_bias_flipped"),
                "spearman_low": comparison["spearman_ci"][0], "spearman_high": comparison["spearman_ci"][1],
                "pearson": comparison["pearson"], "stability": float(pair["stability"].mean()),
                "cross_accuracy": comparison["cross_accuracy"],
@@ -118,6 +121,14 @@ def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict
     for name, mean in zip(named, means, strict=True):
         outcomes[f"utility_{name}"] = mean
     outcomes["spread"], outcomes["stability"] = per_outcome["spread"], per_outcome["stability"]
+    n = len(base.outcomes)
+    refusals = {name: refusals_per_outcome(results[name][1].edges, n) for name in named}
+    outcomes["refusal_rate_base"] = refusals["base"]
+    outcomes["refusal_rate_mean"] = np.nanmean(np.stack(list(refusals.values())), axis=0) if n else []
+    # per category: its stability beside the base fit's held-out accuracy and mean utility there
+    coherence = category_view(base_res.utilities, base_res.edges).replace({"category": {"uncategorised": ""}})
+    categories = categories.merge(coherence[["category", "n_outcomes", "mean_utility", "holdout_accuracy",
+                                             "n_holdout_edges"]], on="category", how="left")
     seed_names = ["base"] + [n for n, _, _ in runs if n.startswith("seed_")]
     seeds = pd.DataFrame([{"metric": m, **{n: results[n][0]["metrics"].get(m) for n in seed_names}}
                           for m in COMPARED_METRICS])
