@@ -67,3 +67,24 @@ def test_a_label_loving_agent_is_flagged_on_exactly_the_label_sets_that_offer_it
         h = run_robustness(_cfg(tmp_path / glyph, "engine.wording_sensitivity=0.0",
                                 f"engine.favoured_label={glyph}", "engine.label_bias=0.5"))["robustness"]
         assert h["flagged_variants"] == [variant]
+
+
+def test_robustness_runs_as_an_experiment_of_a_sweep_and_reports_stability_against_capability(ray_cluster,
+                                                                                               tmp_path):
+    from pathlib import Path
+
+    from uetool.runtime.sweep import run_sweep
+
+    overrides = [f"results_root={tmp_path}", "progress=false", "fit.bootstrap=0", "transitivity.n_triads=100",
+                 "sweep=cpu_demo_simulated", "sweep.name=robust",
+                 "sweep.models=[sim-scale-0.5,sim-scale-1,sim-scale-2]",
+                 "+sweep.experiments=[compute_utilities,robustness]", "robustness=cpu", "elicitation=logprob"]
+    out = run_sweep(compose(overrides))
+    robust = [r for r in out["analysis_records"] if r["experiment"] == "robustness"]
+    assert [r["status"] for r in robust] == ["done"] * 3
+    # these agents do not read prompts: only sampling noise (sample_k4 against the logprob base) moves them
+    assert all(r["analysis"]["min_stability"] > 0.95 and r["analysis"]["flagged_variants"] == [] for r in robust)
+    html = Path(out["report"]).read_text()
+    assert 'id="analysis-robustness"' in html and "min_stability vs mmlu" in html
+    again = run_sweep(compose(overrides))
+    assert len(again["skipped"]) == 6  # both experiments of every model finished with the same config

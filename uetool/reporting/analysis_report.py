@@ -17,6 +17,10 @@ from .page import fmt_number, table_html
 __all__ = ["analysis_table", "analysis_sections", "category_section", "ITEM_SECTIONS", "political_map_section"]
 
 ITEM_SECTIONS = ("political_values",)  # sections that read every model's items.parquet
+# experiments that are no analysis but report per model like one (sweep.experiments=[robustness])
+OTHER_HEADLINES = {"robustness": ("min_stability", "monotonicity_rate")}
+OTHER_READINGS = {"min_stability": "higher: utilities depend less on the prompt",
+                  "monotonicity_rate": "higher: more is better where it should be"}
 
 TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "expected_utility_implicit": "Expected utility (implicit lotteries)",
@@ -27,7 +31,8 @@ TITLES = {"expected_utility": "Expected utility (explicit lotteries)",
           "political_values": "Political values (policy utilities among simulated politicians and platforms)",
           "power_seeking": "Power-seeking (preference against the model's own power scores)",
           "fitness": "Fitness (preference against how far an outcome spreads the model's values)",
-          "corrigibility": "Corrigibility (utility of a future preference against the size of the reversal)"}
+          "corrigibility": "Corrigibility (utility of a future preference against the size of the reversal)",
+          "robustness": "Robustness (the lowest stability of the utilities under the suite's prompt variants)"}
 
 
 def analysis_table(records: list[dict]) -> pd.DataFrame:
@@ -117,7 +122,8 @@ def analysis_sections(by_experiment: dict[str, list[dict]], capability_name: str
     sections = []
     for experiment in [e for e in ANALYSES if e in by_experiment] + sorted(set(by_experiment) - set(ANALYSES)):
         table = analysis_table(by_experiment[experiment])
-        headline = [m for m in getattr(ANALYSES.get(experiment), "headline", ()) if m in table.columns]
+        headline = [m for m in getattr(ANALYSES.get(experiment), "headline", OTHER_HEADLINES.get(experiment, ()))
+                    if m in table.columns]
         files[f"analysis_{experiment}.csv"] = table.to_csv(index=False).encode()
         trends = trend_statistics(table, headline, n_boot=n_boot, seed=seed) if headline else pd.DataFrame()
         figures = []
@@ -128,7 +134,7 @@ def analysis_sections(by_experiment: dict[str, list[dict]], capability_name: str
             name = f"analysis_{experiment}_{metric}.png"
             files[name] = plots.trend_plot(table, metric, trend, capability_name)
             analysis = ANALYSES.get(experiment)
-            reading = getattr(analysis, "readings", {}).get(metric) or (
+            reading = getattr(analysis, "readings", OTHER_READINGS).get(metric) or (
                 "lower is better" if metric in getattr(analysis, "lower_is_better", ()) else "higher is better")
             figures.append((name, f"{metric} vs {capability_name} ({reading}): {_trend_text(trend)}"))
         shown = table[["model", "status", "capability"]].copy()

@@ -306,6 +306,7 @@ class RunConfig:
     sweep: dict | None
     raw: dict  # the resolved config as given (saved with every result, secrets redacted)
     analysis: Any = None  # the experiment's typed settings (`<experiment>` section) when it is an analysis
+    robustness: Any = None  # robustness_config.RobustnessConfig when experiment=robustness
     assembly: Any = None  # control_config.AssemblyConfig (`assembly` section)
     sft: Any = None  # control_config.SFTSection (`sft` section)
     control: Any = None  # control_config.ControlConfig (`control` section)
@@ -339,8 +340,15 @@ class RunConfig:
         # names that become directories: nothing from a config may reach outside results_root
         check_name(model.key, "`model.key`")
         check_name(str(experiment["name"]), "`experiment.name`")
-        analysis = None
-        if experiment["name"] != "compute_utilities":
+        analysis = robustness = None
+        if experiment["name"] == "robustness":  # base + variants of compute_utilities (runtime/robustness.py)
+            from .robustness_config import RobustnessConfig
+
+            if not cfg.get("robustness"):
+                raise ValueError("experiment=robustness needs a suite: robustness=cpu or robustness=default "
+                                 "(conf/robustness/)")
+            robustness = RobustnessConfig.from_section(cfg.get("robustness"))
+        elif experiment["name"] != "compute_utilities":
             from ..analyses import get_analysis
 
             analysis = get_analysis(str(experiment["name"])).settings(cfg.get(str(experiment["name"])))
@@ -362,7 +370,8 @@ class RunConfig:
                   transitivity=_build(TransitivityConfig, "transitivity", cfg.get("transitivity")),
                   trends=TrendsConfig.from_dict(cfg.get("trends")),
                   store=_build(StoreConfig, "store", cfg.get("store")), sweep=cfg.get("sweep"), raw=cfg,
-                  analysis=analysis, assembly=AssemblyConfig.from_section(cfg.get("assembly")),
+                  analysis=analysis, robustness=robustness,
+                  assembly=AssemblyConfig.from_section(cfg.get("assembly")),
                   sft=SFTSection.from_section(cfg.get("sft")), control=ControlConfig.from_section(cfg.get("control")))
         # built here so that every invalid value fails now, not mid-job
         run.generation_settings  # noqa: B018
@@ -461,6 +470,8 @@ class RunConfig:
                    "seed": self.seed, "experiment": self.experiment}
         if self.analysis is not None:
             payload["analysis"] = asdict(self.analysis)
+        if self.robustness is not None:  # another suite is another result: a sweep must not skip it as finished
+            payload["robustness"] = asdict(self.robustness)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -49,26 +49,31 @@ def _variant_run(raw: dict, base: RunConfig, elicitation: dict, seed: int | None
     return replace(RunConfig.from_dict(cfg, outcomes=base.outcomes), run_name=name)
 
 
-def run_robustness(cfg: dict) -> dict:
+def run_robustness(cfg: dict | RunConfig, *, pool_name: str | None = None, pool_namespace: str | None = None) -> dict:
+    """The suite for one model; returns {'summary', 'out_dir', 'robustness' (headline), 'analysis' (the same, for
+    sweep records), 'metrics' (the base run's), 'timings', 'replacements', 'provenance'}."""
     started = time.perf_counter()
-    raw = dict(cfg)
+    raw = dict(cfg.raw if isinstance(cfg, RunConfig) else cfg)
     suite = RobustnessConfig.from_section(raw.get("robustness"))
     base_raw = {k: v for k, v in raw.items() if k != "robustness"}
+    if base_raw.get("experiment", {}).get("name") not in (None, "compute_utilities", "robustness"):
+        raise ValueError("the robustness suite varies compute_utilities runs; got "
+                         f"experiment={base_raw['experiment']['name']}")
+    base_raw["experiment"] = {"name": "compute_utilities"}
     base = RunConfig.from_dict(base_raw)
-    if base.experiment != "compute_utilities":
-        raise ValueError(f"the robustness suite varies compute_utilities runs; got experiment={base.experiment}")
     runs = [("base", base, "the run's own elicitation")]
     runs += [(v.name, _variant_run(base_raw, base, v.elicitation, v.seed, v.name), v.about) for v in suite.variants]
     runs += [(f"seed_{s}", _variant_run(base_raw, base, {}, s, f"seed_{s}"), f"the base with seed {s}")
              for s in suite.seeds]  # every config is built (and checked) before the pool starts
     fs = base.layout.filesystem[0]
     results = {}
-    pool = open_pool(base)
+    pool = open_pool(base, name=pool_name, namespace=pool_namespace)
     try:
         for name, run, _ in runs:
             out = compute_utilities(run, pool=pool)
             results[name] = (out, read_results(out["out_dir"], fs=fs))
     finally:
+        replacements = getattr(pool, "replacements", 0)
         pool.shutdown()
     out_dir = base.layout.run_dir("robustness", base.model.key, suite.name)
     fs.create_dir(out_dir, recursive=True)
@@ -84,7 +89,12 @@ def run_robustness(cfg: dict) -> dict:
     _write_report(fs, out_dir, headline, variants, categories)
     summary = _summary(headline, variants)
     write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
-    return {"summary": summary, "out_dir": out_dir, "robustness": headline}
+    base_out = results["base"][0]
+    total = time.perf_counter() - started
+    return {"summary": summary, "out_dir": out_dir, "robustness": headline, "analysis": headline,
+            "metrics": base_out["metrics"], "provenance": base_out["provenance"], "replacements": replacements,
+            "timings": {"engine_start": 0.0, "engine": sum(r[0]["timings"]["engine"] for r in results.values()),
+                        "total": total}}
 
 
 def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict):

@@ -71,7 +71,11 @@ def _run_model(plan: ModelPlan, sweep: str, after: list | None = None, conf_dir:
         ray.wait(after, num_returns=len(after))  # waits without raising: a crashed predecessor is its own record
     started = time.perf_counter()
     try:
-        if plan.run.analysis is None:
+        if plan.run.robustness is not None:
+            from .robustness import run_robustness
+
+            out = run_robustness(plan.run, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
+        elif plan.run.analysis is None:
             out = compute_utilities(plan.run, pool_name=engine_pool_name(sweep, plan.key), pool_namespace=NAMESPACE)
         else:
             from .analysis import run_analysis
@@ -138,7 +142,7 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
                 release_placement_groups(engine_pool_name(sweep, plan.key) + "/")
                 record = _failed_record(plan, sweep,
                                         f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}", None)
-            ray.get((actor.record if plan.run.analysis is None else actor.record_analysis).remote(record))
+            ray.get((actor.record if plan.experiment == "compute_utilities" else actor.record_analysis).remote(record))
             if on_record is not None:
                 on_record(record)
             bar.update(1)
@@ -153,5 +157,5 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
 
 def _job_name(plan: ModelPlan) -> str:
     """How a sweep names one run: the model key (compute_utilities) or "<experiment>/<model>"."""
-    return plan.key if plan.run.analysis is None else f"{plan.experiment}/{plan.key}"
+    return plan.key if plan.experiment == "compute_utilities" else f"{plan.experiment}/{plan.key}"
 

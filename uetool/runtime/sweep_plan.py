@@ -155,8 +155,9 @@ def _experiment_configs(cfg: dict, sweep: dict, conf_dir: Path) -> list[dict]:
                 experiment_cfg.pop(section, None)
             experiment_cfg.update(load_experiment_entry(conf_dir, name))
         if overrides.get(name):
-            if name not in ANALYSIS_SECTIONS:
-                raise ValueError(f"sweep.experiment_overrides.{name}: only analyses have settings to override")
+            if name not in (*ANALYSIS_SECTIONS, "robustness"):
+                raise ValueError(f"sweep.experiment_overrides.{name}: only analyses and robustness have settings "
+                                 "to override")
             experiment_cfg[name] = {**(experiment_cfg.get(name) or {}), **overrides[name]}
         out.append(experiment_cfg)
     return out
