@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 
 from ..io.layout import check_name
 
-__all__ = ["AssemblyConfig", "SFTSection", "ControlConfig", "DEFAULT_STEERING"]
+__all__ = ["AssemblyConfig", "SFTSection", "ControlConfig", "DEFAULT_STEERING", "typed_section"]
 
 # the paper's authors added a line so that partisan personas did not default to moderate views: here it is config
 DEFAULT_STEERING = {
@@ -18,7 +18,8 @@ DEFAULT_STEERING = {
 }
 
 
-def _section(cls, name: str, values: dict | None):
+def typed_section(cls, name: str, values: dict | None):
+    """`cls(**values)` for the config section `name`; unknown keys are an error listing the known ones."""
     values = dict(values or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
@@ -59,7 +60,7 @@ class AssemblyConfig:
 
     @classmethod
     def from_section(cls, values: dict | None) -> AssemblyConfig:
-        return _section(cls, "assembly", values)
+        return typed_section(cls, "assembly", values)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class SFTSection:
 
     @classmethod
     def from_section(cls, values: dict | None) -> SFTSection:
-        return _section(cls, "sft", values)
+        return typed_section(cls, "sft", values)
 
     def options(self, seed: int):
         """The trainer's options (`uetool.sft.ray_sft.SFTOptions`)."""
@@ -151,4 +152,4 @@ class ControlConfig:
 
     @classmethod
     def from_section(cls, values: dict | None) -> ControlConfig:
-        return _section(cls, "control", values)
+        return typed_section(cls, "control", values)

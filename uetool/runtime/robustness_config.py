@@ -7,9 +7,10 @@ edge, with errors naming the variant and the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from ..io.layout import check_name
+from .control_config import typed_section
 
 __all__ = ["RobustnessConfig", "Variant", "ELICITATION_KEYS"]
 
@@ -65,9 +66,4 @@ class RobustnessConfig:
 
     @classmethod
     def from_section(cls, values: dict | None) -> RobustnessConfig:
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown `robustness` keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return typed_section(cls, "robustness", values)
