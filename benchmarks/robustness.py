@@ -37,8 +37,9 @@ def agent_overrides(agent: str, outcomes: str) -> list[str]:
     from uetool.core.attributes import load_attributes
     from uetool.core.outcomes import load_outcomes
 
-    series = [idx.tolist() if load_attributes(load_outcomes(outcomes)).direction[idx[0]] > 0 else idx[::-1].tolist()
-              for idx in load_attributes(load_outcomes(outcomes)).series_members().values()]
+    attributes = load_attributes(load_outcomes(outcomes))
+    series = [idx.tolist() if attributes.direction[idx[0]] > 0 else idx[::-1].tolist()
+              for idx in attributes.series_members().values()]
     ordered = "[" + ",".join("[" + ",".join(map(str, s)) + "]" for s in series) + "]"
     return ["engine.wording_sensitivity=0.0"] + ([f"engine.ordered_series={ordered}"] if agent == "monotone" else [])
 
