@@ -10,6 +10,8 @@ Agents (their behaviour is in the prompt they read, never in a variant's name):
   monotone      utilities that respect every quantity series of the outcome attributes (more money is better)
   shuffled      the same agent with no such ordering (random utilities along each series)
 
+The suite's `analyses` are left out (prompt-reading agents answer none; tests run them on engine=simulated).
+
 JSON keys (a public contract): agent, suite, outcomes, seed, flagged_variants (list), min_stability,
 monotonicity_rate, wall_s.
 """
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             "model=tiny-random", "engine=simulated_text", f"robustness={args.suite}", f"outcomes={args.outcomes}",
             "elicitation=logprob", f"seed={args.seed}", "progress=false", "fit.bootstrap=0",
             f"results_root={tempfile.mkdtemp(prefix='uetool-robustness-')}",
+            "robustness.analyses=[]",  # prompt-reading agents answer no analyses: the suite's variants only
             *agent_overrides(args.agent, args.outcomes)]), resolve=True)
     ray.init(include_dashboard=False, log_to_driver=False)
     started = time.perf_counter()

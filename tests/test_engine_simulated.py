@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uetool.core.agents import make_agent
-from uetool.core.parsing import parse_reply
+from uetool.core.parsing import REFUSAL, parse_reply
 from uetool.core.prompts import get_template
 from uetool.engines import create_engine, engine_class
 from uetool.engines.base import EngineError, GenerationSettings, RequestBatch
@@ -90,6 +90,28 @@ def test_prompt_reading_engine_answers_in_the_prompts_labels():
     engine = create_engine("simulated_text", outcomes=outcomes, refusal_rate=0.0, agent="thurstonian")
     texts = {t for row in engine.generate(batch, GenerationSettings(k=5)).texts.tolist() for t in row}
     assert texts <= {"1", "2"} and texts
+
+
+def test_prompt_reading_engine_reads_the_system_message_and_refuses_where_its_trigger_phrase_stands():
+    outcomes = [f"Outcome {i} happens." for i in range(6)]
+    batch = _batch(6, 400)
+    batch.prompts = _prompts(get_template("paper"), outcomes, batch)
+    engine = create_engine("simulated_text", outcomes=outcomes, wording_sensitivity=1.0, seed=3,
+                           refusal_trigger="impartial", trigger_refusal_rate=0.4)
+    logprob = GenerationSettings(mode="logprob")
+    plain = engine.generate(batch, logprob)
+    assert np.all(plain.other_mass == 0)
+    framed = RequestBatch(batch.keys, batch.prompts, batch.a, batch.b, batch.order,
+                          system_message="You are an impartial judge.")
+    moved = engine.generate(framed, logprob)
+    assert not np.allclose(moved.p_first / (moved.p_first + moved.p_second), plain.p_first)  # another wording
+    np.testing.assert_allclose(moved.other_mass, 0.4)
+    codes = [parse_reply(t) for row in engine.generate(framed, GenerationSettings(k=5)).texts.tolist()
+             for t in row]
+    refused = np.mean([c == REFUSAL for c in codes])
+    assert refused == pytest.approx(0.4, abs=0.04)  # 2,000 replies: 4 standard errors
+    assert not any(c == REFUSAL for row in engine.generate(batch, GenerationSettings(k=5)).texts.tolist()
+                   for c in (parse_reply(t) for t in row))
 
 
 def test_unknown_engine_arguments_are_refused():

@@ -9,6 +9,9 @@ from scipy.special import ndtr
 
 from uetool.core.correlation import pearson
 from uetool.core.robustness import (
+    analysis_flag_reasons,
+    compare_exchange_rates,
+    compare_political,
     compare_variant,
     cross_accuracy,
     flag_reasons,
@@ -85,3 +88,55 @@ def test_refusals_are_shared_out_to_both_outcomes_of_a_question():
     rates = refusals_per_outcome(edges, 4)
     np.testing.assert_allclose(rates[:3], [10 / 40, 10 / 20, 0.0])
     assert np.isnan(rates[3])  # never asked about
+
+
+def _rates(rates, ci=0.2):
+    rates = np.asarray(rates, float)
+    n = len(rates)
+    return pd.DataFrame({"run": "countries/x.default", "group": [f"g{i}" for i in range(n)] + ["pivot"],
+                         "is_pivot": [False] * n + [True], "status": ["ok"] * (n + 1),
+                         "rate": list(rates) + [1.0], "rate_ci_low": list(rates * (1 - ci)) + [1.0],
+                         "rate_ci_high": list(rates * (1 + ci)) + [1.0]})
+
+
+def test_exchange_rates_doubled_by_a_variant_keep_their_order_and_move_by_ln_2():
+    base = _rates([0.5, 1.5, 3.0, 8.0])
+    same = compare_exchange_rates(base, base)
+    assert same["rate_spearman"] == pytest.approx(1.0) and same["rate_abs_log_ratio"] == 0.0
+    assert same["rate_in_base_ci"] == 1.0 and same["n_rates"] == 4 and analysis_flag_reasons("exchange_rates",
+                                                                                             same) == []
+    doubled = compare_exchange_rates(base, _rates([1.0, 3.0, 6.0, 16.0]))
+    assert doubled["rate_spearman"] == pytest.approx(1.0)
+    assert doubled["rate_log_ratio"] == pytest.approx(np.log(2)) and doubled["rate_in_base_ci"] == 0.0
+    tripled = compare_exchange_rates(base, _rates([1.5, 4.5, 9.0, 24.0]))
+    assert analysis_flag_reasons("exchange_rates", tripled) == ["moves the rates by a factor 3.0 on average"]
+    reversed_ = compare_exchange_rates(base, _rates([8.0, 3.0, 1.5, 0.5]))
+    assert reversed_["rate_spearman"] == pytest.approx(-1.0)
+    assert "reorders the exchange rates" in analysis_flag_reasons("exchange_rates", reversed_)[0]
+    unmatched = _rates([1.0, 2.0, 3.0, 4.0]).assign(status="negative_slope")  # no rate: nothing to compare
+    assert compare_exchange_rates(base, unmatched)["n_rates"] == 0
+
+
+def _political(utilities, pc1, nearest="A"):
+    items = pd.DataFrame({"kind": ["ai"] * len(utilities), "policy": [f"p{i}" for i in range(len(utilities))],
+                          "utility": utilities})
+    return {"ai_pc1": pc1, "ai_pc2": 0.0, "nearest_entity": nearest}, items
+
+
+def test_a_political_position_that_crosses_pc1_or_reorders_policies_is_flagged():
+    base = _political([1.0, 2.0, 3.0, 4.0, 5.0], -1.2)
+    near = compare_political(*base, *_political([1.1, 2.0, 3.2, 4.0, 5.5], -1.0))
+    assert near["policy_spearman"] == pytest.approx(1.0) and near["ai_pc1_shift"] == pytest.approx(0.2)
+    assert near["same_nearest"] and analysis_flag_reasons("political_values", near) == []
+    crossed = compare_political(*base, *_political([5.0, 4.0, 3.0, 2.0, 1.0], 1.3, nearest="B"))
+    assert crossed["policy_spearman"] == pytest.approx(-1.0) and not crossed["same_nearest"]
+    reasons = analysis_flag_reasons("political_values", crossed)
+    assert len(reasons) == 2 and "-1.20 -> +1.30" in reasons[1]
+    wobble = compare_political(*_political([1.0, 2.0, 3.0, 4.0], 0.1), *_political([1.0, 2.0, 3.0, 4.0], -0.1))
+    assert analysis_flag_reasons("political_values", wobble) == []  # a sign change near 0 is no move
+
+
+def test_a_variant_that_makes_the_model_refuse_is_flagged_either_way():
+    assert flag_reasons({"refusal_shift": 0.3}) == ["changes refusals (+30 points of the replies)"]
+    assert flag_reasons({"refusal_shift": -0.2}) == ["changes refusals (-20 points of the replies)"]
+    assert flag_reasons({"refusal_shift": 0.05}) == [] and flag_reasons({"refusal_shift": float("nan")}) == []

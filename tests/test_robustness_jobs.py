@@ -88,3 +88,49 @@ def test_robustness_runs_as_an_experiment_of_a_sweep_and_reports_stability_again
     assert 'id="analysis-robustness"' in html and "min_stability vs mmlu" in html
     again = run_sweep(compose(overrides))
     assert len(again["skipped"]) == 6  # both experiments of every model finished with the same config
+
+
+def test_exchange_rates_and_political_positions_run_under_the_same_variants(ray_cluster, tmp_path):
+    """A simulated agent answers every analysis from its own truth whatever the prompt: its rates and its place in
+    the base's entity PCA hold under every variant; each variant's political run asks only the model's own set."""
+    cfg = compose(["model=sim-scale-2", "robustness=cpu", "elicitation=logprob", f"results_root={tmp_path}",
+                   "progress=false", "fit.bootstrap=0", "transitivity.n_triads=100", "pool.num_cpus=0.5"])
+    cfg["robustness"].update(
+        seeds=[], variants=[v for v in cfg["robustness"]["variants"] if v["name"] in ("labels_12", "sample_k4")],
+        analyses=["exchange_rates", "political_values"],
+        analysis_overrides={"exchange_rates": {"max_groups": 4, "max_anchors": 6, "framings": ["default"],
+                                               "fit_draws": 0, "n_bootstrap": 200},
+                            "political_values": {"max_policies": 24, "max_entities": 5}})
+    out = run_robustness(cfg)
+    analyses = pd.read_csv(f"{out['out_dir']}/analyses.csv")
+    assert sorted(zip(analyses["analysis"], analyses["variant"], strict=True)) == [
+        ("exchange_rates", "labels_12"), ("exchange_rates", "sample_k4"),
+        ("political_values", "labels_12"), ("political_values", "sample_k4")]
+    rates = analyses[analyses["analysis"] == "exchange_rates"]
+    assert (rates["rate_spearman"] > 0.8).all() and (rates["n_rates"] >= 3).all()
+    political = analyses[analyses["analysis"] == "political_values"]
+    assert (political["policy_spearman"] > 0.8).all() and political["same_nearest"].all()
+    assert not analyses["flagged"].any()
+    assert out["robustness"]["analyses"] == {"exchange_rates": {"flagged_variants": []},
+                                             "political_values": {"flagged_variants": []}}
+    placed = json.loads((tmp_path / "political_values" / "sim-scale-2" / "labels_12" / "metrics.json").read_text())
+    assert placed["n_option_sets"] == 1  # the entities come from the base run's PCA
+    page = (tmp_path / "robustness" / "sim-scale-2" / "cpu" / "report.html").read_text()
+    assert "political_values under the variants" in page and "least_stable.png" in page
+    cfg["robustness"]["analyses"] = ["time_discounting"]
+    with pytest.raises(ValueError, match="robustness.analyses"):
+        run_robustness(cfg)
+
+
+def test_a_framing_that_makes_the_model_refuse_is_flagged(ray_cluster, tmp_path):
+    cfg = compose(["model=tiny-random", "engine=simulated_text", "robustness=cpu", "elicitation=sample",
+                   "elicitation.k=2", f"results_root={tmp_path}", "progress=false", "fit.bootstrap=0",
+                   "transitivity.n_triads=100", "pool.num_cpus=0.5", "engine.wording_sensitivity=0.0",
+                   "engine.refusal_trigger=impartial", "engine.trigger_refusal_rate=0.4"])
+    cfg["robustness"].update(seeds=[], variants=[v for v in cfg["robustness"]["variants"]
+                                                 if v["name"] in ("system_evaluator", "labels_12")])
+    out = run_robustness(cfg)
+    variants = pd.read_csv(f"{out['out_dir']}/variants.csv").set_index("variant")
+    assert out["robustness"]["flagged_variants"] == ["system_evaluator"]
+    assert variants.loc["system_evaluator", "refusal_shift"] == pytest.approx(0.4, abs=0.06)
+    assert "changes refusals" in variants.loc["system_evaluator", "why"]

@@ -27,6 +27,7 @@ from .replies import Replies
 __all__ = ["SimulatedEngine", "PromptReadingSimulatedEngine"]
 
 _STREAM_GLYPH = 7  # the label-favouring agent's own uniforms
+_STREAM_TRIGGER = 11  # the triggered refusals' own uniforms
 _REFUSAL_TEXT = "I'm sorry, but I can't choose between these options."
 _UNPARSEABLE_TEXT = "Both have merits."
 
@@ -109,18 +110,24 @@ class PromptReadingSimulatedEngine(SimulatedEngine):
     reads_text = True
     # the outcome descriptions are in every request key already; their count is what the agent needs from them
     answer_settings = ("agent", "seed", "scale", "bias", "refusal_rate", "wording_sensitivity", "favoured_label",
-                       "label_bias", "ordered_series")
+                       "label_bias", "ordered_series", "refusal_trigger", "trigger_refusal_rate")
     options = {"agent": "thurstonian", "scale": 1.0, "wording_sensitivity": 0.5, "favoured_label": None,
-               "label_bias": 0.0, "ordered_series": None}
+               "label_bias": 0.0, "ordered_series": None, "refusal_trigger": None, "trigger_refusal_rate": 0.5}
 
     def __init__(self, outcomes: list[str], wording_sensitivity: float = 0.5, agent: str = "thurstonian",
                  seed: int = 0, scale: float = 1.0, bias: float = 0.3, refusal_rate: float = 0.2,
                  favoured_label: str | None = None, label_bias: float = 0.0,
-                 ordered_series: list[list[int]] | None = None) -> None:
+                 ordered_series: list[list[int]] | None = None, refusal_trigger: str | None = None,
+                 trigger_refusal_rate: float = 0.5) -> None:
         if wording_sensitivity < 0:
             raise ValueError(f"`engine.wording_sensitivity` must be >= 0, got {wording_sensitivity}")
         if not 0 <= label_bias <= 1:
             raise ValueError(f"`engine.label_bias` must be in [0, 1], got {label_bias}")
+        if not 0 <= trigger_refusal_rate <= 1:
+            raise ValueError(f"`engine.trigger_refusal_rate` must be in [0, 1], got {trigger_refusal_rate}")
+        # a phrase: where the prompt or the system message contains it, that share of the replies are refusals
+        self.refusal_trigger = None if refusal_trigger in (None, "") else str(refusal_trigger)
+        self.trigger_refusal_rate = float(trigger_refusal_rate)
         # a glyph the agent picks for its own sake whenever a prompt offers it as a label (label_bias of the time),
         # whatever the option behind it: a label set it was never written against shows it too
         # a command line's favoured_label=1 arrives as a number: the glyph is its text
@@ -137,9 +144,11 @@ class PromptReadingSimulatedEngine(SimulatedEngine):
         self.sensitivity = float(wording_sensitivity)
         self._by_wording: dict[tuple[str, int], ThurstonianAgent] = {}
 
-    def wording(self, prompt: str, first: int, second: int) -> str:
-        """The prompt's wording: the prompt with the two options' descriptions replaced by placeholders."""
-        return prompt.replace(self.outcomes[first], "\x00first\x00").replace(self.outcomes[second], "\x00second\x00")
+    def wording(self, prompt: str, first: int, second: int, system_message: str | None = None) -> str:
+        """The prompt's wording: the system message (when there is one) and the prompt with the two options'
+        descriptions replaced by placeholders."""
+        text = prompt.replace(self.outcomes[first], "\x00first\x00").replace(self.outcomes[second], "\x00second\x00")
+        return f"{system_message}\x1e{text}" if system_message else text
 
     def agent_for(self, wording: str, k: int) -> ThurstonianAgent:
         """The ground-truth agent this wording meets: base utilities + sensitivity * N(0, 1), seeded by the wording."""
@@ -162,7 +171,7 @@ class PromptReadingSimulatedEngine(SimulatedEngine):
         first, second = np.where(flipped, batch.b, batch.a), np.where(flipped, batch.a, batch.b)
         groups: dict[str, list[int]] = {}
         for i, (prompt, x, y) in enumerate(zip(batch.prompts, first.tolist(), second.tolist(), strict=True)):
-            groups.setdefault(self.wording(prompt, x, y), []).append(i)
+            groups.setdefault(self.wording(prompt, x, y, batch.system_message), []).append(i)
         # it reads the prompt: one that asks for 'Answer: X' (a reasoning template) gets its answer in that form
         asks_answer = any('"Answer: ' in prompt for prompt in batch.prompts[:1])
         builder = ResultBuilder(batch, settings, "Answer: " if asks_answer else "")
@@ -170,7 +179,26 @@ class PromptReadingSimulatedEngine(SimulatedEngine):
             _answer(self.agent_for(wording, settings.k), batch, np.asarray(rows, np.int64), settings, builder)
         if self.favoured_label is not None and self.label_bias > 0 and self.favoured_label in batch.labels:
             self._favour(batch, settings, builder, batch.labels.index(self.favoured_label))
+        if self.refusal_trigger is not None and self.trigger_refusal_rate > 0:
+            self._refuse(batch, settings, builder)
         return builder.result()
+
+    def _refuse(self, batch: RequestBatch, settings: GenerationSettings, builder: ResultBuilder) -> None:
+        """Where the prompt or system message contains the trigger phrase, trigger_refusal_rate of the replies are
+        refusals (sampled), or that much of the next-token mass goes to neither label (logprob)."""
+        system = self.refusal_trigger in (batch.system_message or "")
+        hit = np.array([system or self.refusal_trigger in prompt for prompt in batch.prompts], bool)
+        if not hit.any():
+            return
+        rate = self.trigger_refusal_rate
+        if settings.mode == "logprob":
+            builder.other_mass = np.where(hit, rate, 0.0)
+            return
+        for order in (0, 1):
+            idx = np.flatnonzero(hit & (batch.order == order))
+            if len(idx):
+                u = hash_uniforms(self._params["seed"], batch.a[idx], batch.b[idx], order, settings.k, _STREAM_TRIGGER)
+                builder.codes[idx] = np.where(u < rate, REFUSAL, builder.codes[idx])
 
     def _favour(self, batch: RequestBatch, settings: GenerationSettings, builder: ResultBuilder, slot: int) -> None:
         """With probability label_bias an answer is the favoured glyph (slot 0: shown first, 1: second)."""
@@ -192,14 +220,16 @@ class ResultBuilder:
         n = len(batch)
         self.batch, self.logprob, self.prefix = batch, settings.mode == "logprob", prefix
         self.p_first = np.full(n, np.nan)
+        self.other_mass = np.zeros(n)  # logprob: next-token mass on neither label
         self.codes = np.zeros((n, settings.k), np.int32)  # choice codes index the reply vocabulary directly
 
     def result(self) -> ResultBatch:
         batch, n = self.batch, len(self.batch)
         keys = list(batch.keys)
         if self.logprob:
-            return ResultBatch(keys, batch.a, batch.b, batch.order, Replies.empty(n), self.p_first,
-                               1.0 - self.p_first, np.zeros(n), [None] * n)
+            kept = 1.0 - self.other_mass
+            return ResultBatch(keys, batch.a, batch.b, batch.order, Replies.empty(n), kept * self.p_first,
+                               kept * (1.0 - self.p_first), self.other_mass, [None] * n)
         nan = np.full(n, np.nan)
         return ResultBatch(keys, batch.a, batch.b, batch.order,
                            Replies.uniform(_reply_vocab(batch.labels, self.prefix), self.codes),

@@ -8,7 +8,11 @@ comparisons (`uetool.core.robustness`) land in `<root>/robustness/<model>/<suite
 against the base: Spearman and Pearson with CIs, cross-prediction, stability, position shift, coherence deltas,
 flagged and why), outcomes.parquet (each outcome's utility under every run, its spread and stability),
 categories.csv, seeds.csv (between-seed spread of every metric), robustness.json (headline: flagged_variants,
-min_stability, monotonicity_rate), robustness.png, report.html, config.yaml.
+min_stability, monotonicity_rate), robustness.png, least_stable.png, report.html, config.yaml.
+
+With `robustness.analyses` (exchange_rates, political_values), each of those analyses also runs for the base and under
+every variant, `<root>/<analysis>/<model>/<variant>/` (political_values variants ask only the model's own policy set,
+placed in the base run's entity PCA), compared in analyses.csv.
 """
 
 from __future__ import annotations
@@ -22,20 +26,31 @@ import numpy as np
 import pandas as pd
 
 from ..core.attributes import load_attributes
-from ..core.robustness import compare_variant, flag_reasons, monotonicity, outcome_stability, refusals_per_outcome
+from ..core.robustness import (
+    analysis_flag_reasons,
+    compare_exchange_rates,
+    compare_political,
+    compare_variant,
+    flag_reasons,
+    monotonicity,
+    outcome_stability,
+    refusals_per_outcome,
+)
 from ..core.trends import category_view
-from ..io.analysis_results import write_parquet
+from ..io.analysis_results import read_items, write_parquet
 from ..io.files import write_atomic
 from ..io.results import json_safe, read_results
 from ..reporting.robustness_report import write_robustness_report
+from .analysis import run_analysis
 from .compute import compute_utilities, open_pool
 from .config import RunConfig, redacted_yaml
 from .robustness_config import RobustnessConfig
+from .sweep_plan import DEFAULT_CONF, load_experiment_entry
 
 __all__ = ["run_robustness", "COMPARED_METRICS"]
 
 COMPARED_METRICS = ("holdout_accuracy", "average_confidence", "log10_cycle_probability", "hard_cycle_rate",
-                    "position_bias", "preference_strength", "unparseable_rate")
+                    "position_bias", "preference_strength", "unparseable_rate", "refusal_rate")
 
 
 def _variant_run(raw: dict, base: RunConfig, elicitation: dict, seed: int | None, name: str) -> RunConfig:
@@ -49,9 +64,30 @@ def _variant_run(raw: dict, base: RunConfig, elicitation: dict, seed: int | None
     return replace(RunConfig.from_dict(cfg, outcomes=base.outcomes), run_name=name)
 
 
-def run_robustness(cfg: dict | RunConfig, *, pool_name: str | None = None, pool_namespace: str | None = None) -> dict:
+def _analysis_runs(base_raw: dict, suite: RobustnessConfig, conf_dir) -> list[tuple[str, str, RunConfig]]:
+    """(analysis, variant, run) for every analysis of `robustness.analyses` under the base and every variant; a
+    political_values variant is placed in the base run's entity PCA (its `reference`), asking only the model's own
+    set."""
+    out = []
+    for name in suite.analyses:
+        raw = copy.deepcopy(base_raw)
+        raw.update(load_experiment_entry(conf_dir, name))
+        raw[name] = {**(raw.get(name) or {}), **suite.analysis_overrides.get(name, {})}
+        base = RunConfig.from_dict(raw)
+        out.append((name, "base", base))
+        varied = copy.deepcopy(raw)
+        if name == "political_values":
+            varied[name]["reference"] = base.out_dir
+        for v in suite.variants:
+            out.append((name, v.name, _variant_run(varied, base, v.elicitation, None, v.name)))
+    return out
+
+
+def run_robustness(cfg: dict | RunConfig, *, pool_name: str | None = None, pool_namespace: str | None = None,
+                   conf_dir=DEFAULT_CONF) -> dict:
     """The suite for one model; returns {'summary', 'out_dir', 'robustness' (headline), 'analysis' (the same, for
-    sweep records), 'metrics' (the base run's), 'timings', 'replacements', 'provenance'}."""
+    sweep records), 'metrics' (the base run's), 'timings', 'replacements', 'provenance'}. `conf_dir`: where the
+    sections of `robustness.analyses` are read."""
     started = time.perf_counter()
     raw = dict(cfg.raw if isinstance(cfg, RunConfig) else cfg)
     suite = RobustnessConfig.from_section(raw.get("robustness"))
@@ -65,36 +101,79 @@ def run_robustness(cfg: dict | RunConfig, *, pool_name: str | None = None, pool_
     runs += [(v.name, _variant_run(base_raw, base, v.elicitation, v.seed, v.name), v.about) for v in suite.variants]
     runs += [(f"seed_{s}", _variant_run(base_raw, base, {}, s, f"seed_{s}"), f"the base with seed {s}")
              for s in suite.seeds]  # every config is built (and checked) before the pool starts
+    analysis_runs = _analysis_runs(base_raw, suite, conf_dir)
     fs = base.layout.filesystem[0]
-    results = {}
+    results, analysed, replacements = {}, {}, 0
     pool = open_pool(base, name=pool_name, namespace=pool_namespace)
     try:
         for name, run, _ in runs:
             out = compute_utilities(run, pool=pool)
             results[name] = (out, read_results(out["out_dir"], fs=fs))
+        own_pools = base.engine.name == "simulated"
+        if own_pools and analysis_runs:
+            # a simulated model's answers come from each analysis's own truth: those open a pool of their own,
+            # which must not wait for the CPUs this one holds
+            replacements += getattr(pool, "replacements", 0)
+            pool.shutdown()
+            pool = None
+        for analysis, name, run in analysis_runs:
+            out = run_analysis(run, pool=pool, conf_dir=conf_dir)
+            analysed[(analysis, name)] = (out, read_items(fs, out["out_dir"]))
     finally:
-        replacements = getattr(pool, "replacements", 0)
-        pool.shutdown()
+        if pool is not None:
+            replacements += getattr(pool, "replacements", 0)
+            pool.shutdown()
     out_dir = base.layout.run_dir("robustness", base.model.key, suite.name)
     fs.create_dir(out_dir, recursive=True)
     headline, variants, outcomes, categories, seeds = _compare(base, suite, runs, results)
+    analyses = _compare_analyses(suite, runs, analysed)
+    headline["analyses"] = {
+        a: {"flagged_variants": analyses.loc[(analyses["analysis"] == a) & analyses["flagged"], "variant"].tolist()}
+        for a in suite.analyses}
     headline.update(model=base.model.key, suite=suite.name, outcomes=base.outcomes_name,
                     wall_s=time.perf_counter() - started)
     write_atomic(fs, f"{out_dir}/variants.csv", variants.to_csv(index=False).encode())
     write_parquet(fs, f"{out_dir}/outcomes.parquet", outcomes)
     write_atomic(fs, f"{out_dir}/categories.csv", categories.to_csv(index=False).encode())
     write_atomic(fs, f"{out_dir}/seeds.csv", seeds.to_csv(index=False).encode())
+    if suite.analyses:
+        write_atomic(fs, f"{out_dir}/analyses.csv", analyses.to_csv(index=False).encode())
     write_atomic(fs, f"{out_dir}/robustness.json", json.dumps(json_safe(headline), indent=2).encode())
     write_atomic(fs, f"{out_dir}/config.yaml", redacted_yaml(raw).encode())
-    write_robustness_report(fs, out_dir, headline, variants, categories)
-    summary = _summary(headline, variants)
+    write_robustness_report(fs, out_dir, headline, variants, categories, outcomes, analyses)
+    summary = _summary(headline, variants, analyses)
     write_atomic(fs, f"{out_dir}/summary.txt", summary.encode())
     base_out = results["base"][0]
     total = time.perf_counter() - started
+    engine = sum(r[0]["timings"]["engine"] for r in [*results.values(), *analysed.values()])
     return {"summary": summary, "out_dir": out_dir, "robustness": headline, "analysis": headline,
             "metrics": base_out["metrics"], "provenance": base_out["provenance"], "replacements": replacements,
-            "timings": {"engine_start": 0.0, "engine": sum(r[0]["timings"]["engine"] for r in results.values()),
-                        "total": total}}
+            "timings": {"engine_start": 0.0, "engine": engine, "total": total}}
+
+
+_ANALYSIS_HEADLINES = {"exchange_rates": ("rate_log_sd", "framing_rate_ratio"),
+                       "political_values": ()}
+
+
+def _compare_analyses(suite: RobustnessConfig, runs: list, analysed: dict) -> pd.DataFrame:
+    """Per analysis and variant: the comparison with the analysis's base run, flagged and why."""
+    about = {name: text for name, _, text in runs}
+    rows = []
+    for analysis in suite.analyses:
+        base_out, base_items = analysed[(analysis, "base")]
+        for v in suite.variants:
+            out, items = analysed[(analysis, v.name)]
+            if analysis == "exchange_rates":
+                comparison = compare_exchange_rates(base_items, items)
+            else:
+                comparison = compare_political(base_out["analysis"], base_items, out["analysis"], items)
+            reasons = analysis_flag_reasons(analysis, comparison)
+            row = {"analysis": analysis, "variant": v.name, "about": about.get(v.name, ""), **comparison,
+                   "flagged": bool(reasons), "why": "; ".join(reasons)}
+            for key in _ANALYSIS_HEADLINES[analysis]:
+                row[f"delta_{key}"] = _delta(out["analysis"], base_out["analysis"], key)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["analysis", "variant", "about", "flagged", "why"])
 
 
 def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict):
@@ -107,6 +186,7 @@ def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict
                                      variant_position=out["metrics"]["position_bias"], seed=base.seed,
                                      n_boot=suite.n_boot)
         pair, _ = outcome_stability(np.stack([means[0], res.utilities["mean"].to_numpy()]), base.outcomes.categories)
+        comparison["refusal_shift"] = _delta(out["metrics"], base_out["metrics"], "refusal_rate")
         reasons = flag_reasons(comparison) if not name.startswith("seed_") else []
         row = {"variant": name, "about": about, "spearman": comparison["spearman"],
                "position_bias_original": out["metrics"].get("position_bias_original"),
@@ -115,7 +195,8 @@ def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict
                "pearson": comparison["pearson"], "stability": float(pair["stability"].mean()),
                "cross_accuracy": comparison["cross_accuracy"],
                "cross_accuracy_reverse": comparison["cross_accuracy_reverse"],
-               "position_shift": comparison["position_shift"], "flagged": bool(reasons), "why": "; ".join(reasons),
+               "position_shift": comparison["position_shift"], "refusal_shift": comparison["refusal_shift"],
+               "flagged": bool(reasons), "why": "; ".join(reasons),
                "rank_movers": "; ".join(f"{m['description']} ({m['rank_base']:.0f} -> {m['rank_variant']:.0f})"
                                         for m in comparison["rank_movers"][:3])}
         for metric in COMPARED_METRICS:
@@ -162,7 +243,7 @@ def _delta(metrics: dict, base: dict, key: str) -> float:
     return float(a - b) if isinstance(a, int | float) and isinstance(b, int | float) else float("nan")
 
 
-def _summary(headline: dict, variants: pd.DataFrame) -> str:
+def _summary(headline: dict, variants: pd.DataFrame, analyses: pd.DataFrame) -> str:
     lines = [f"robustness of {headline['model']} on {headline['outcomes']} (suite {headline['suite']}): "
              f"{headline['n_variants']} variants, {headline['n_seeds']} repeated seeds, {headline['wall_s']:.0f} s"]
     if headline.get("base_verdict"):
@@ -174,4 +255,9 @@ def _summary(headline: dict, variants: pd.DataFrame) -> str:
     lines.append(f"flagged: {', '.join(headline['flagged_variants']) or 'none'}; min stability "
                  f"{headline['min_stability']:.3f}; monotonicity {headline['monotonicity_rate']:.3f} over "
                  f"{headline['monotonicity_pairs']} pairs")
+    for analysis, found in (headline.get("analyses") or {}).items():
+        rows = analyses[analyses["analysis"] == analysis]
+        key = "rate_spearman" if analysis == "exchange_rates" else "policy_spearman"
+        lines.append(f"{analysis} under the variants: Spearman with the base from {rows[key].min():+.3f} to "
+                     f"{rows[key].max():+.3f}; flagged: {', '.join(found['flagged_variants']) or 'none'}")
     return "\n".join(lines)

@@ -1,8 +1,10 @@
 """The `robustness` section (conf/robustness/): a suite of declared variants of the run's elicitation.
 
 Each variant names itself and overrides `elicitation.*` keys (template, template_text, labels, system_message,
-mode, k, temperature, max_tokens, parser, unparseable_policy) and, optionally, the `seed`. Validated once, at the
-edge, with errors naming the variant and the key.
+mode, k, temperature, max_tokens, parser, unparseable_policy) and, optionally, the `seed`. `analyses` lists the
+analyses (exchange_rates, political_values) run again under every variant (not the seeds), with
+`analysis_overrides.<analysis>` applied to their sections (reduced sizes). Validated once, at the edge, with errors
+naming the variant and the key.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass, field
 from ..io.layout import check_name
 from .control_config import typed_section
 
-__all__ = ["RobustnessConfig", "Variant", "ELICITATION_KEYS"]
+__all__ = ["RobustnessConfig", "Variant", "ELICITATION_KEYS", "VARIED_ANALYSES"]
+
+VARIED_ANALYSES = ("exchange_rates", "political_values")  # analyses with a variant-against-base comparison
 
 ELICITATION_KEYS = ("template", "template_text", "labels", "system_message", "mode", "k", "temperature", "max_tokens",
                     "parser", "unparseable_policy")
@@ -50,6 +54,8 @@ class RobustnessConfig:
     variants: tuple = field(default_factory=tuple)
     seeds: tuple = (1, 2)  # the base run repeated with these seeds: between-seed spread of every metric
     n_boot: int = 1000
+    analyses: tuple = ()  # analyses run again under every variant: exchange_rates, political_values
+    analysis_overrides: dict = field(default_factory=dict)  # analysis -> {key: value} for its section
 
     def __post_init__(self) -> None:
         check_name(self.name, "`robustness.name`")
@@ -63,6 +69,18 @@ class RobustnessConfig:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds or ()))
         if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 100:
             raise ValueError(f"`robustness.n_boot` must be an integer >= 100, got {self.n_boot!r}")
+        analyses = tuple(self.analyses or ())
+        unknown = [a for a in analyses if a not in VARIED_ANALYSES]
+        if unknown or len(set(analyses)) != len(analyses):
+            raise ValueError(f"`robustness.analyses` lists analyses from {list(VARIED_ANALYSES)}, each once; got "
+                             f"{list(analyses)}")
+        overrides = dict(self.analysis_overrides or {})
+        stray = sorted(set(overrides) - set(analyses))
+        if stray or not all(isinstance(v, dict) for v in overrides.values()):
+            raise ValueError("`robustness.analysis_overrides` maps analyses of `robustness.analyses` "
+                             f"({list(analyses)}) to their keys; got {overrides!r}")
+        object.__setattr__(self, "analyses", analyses)
+        object.__setattr__(self, "analysis_overrides", overrides)
 
     @classmethod
     def from_section(cls, values: dict | None) -> RobustnessConfig:
