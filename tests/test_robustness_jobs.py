@@ -39,6 +39,12 @@ def test_a_wording_invariant_agent_is_stable_and_an_added_variant_asks_only_itse
     assert variants["position_bias_original"].between(0, 1).all()
     categories = pd.read_csv(f"{out['out_dir']}/categories.csv")
     assert len(categories) == 10 and categories["holdout_accuracy"].notna().any()
+    assert categories["mean_confidence"].between(0.5, 1).all()
+    paired = variants.set_index("variant").loc["labels_12"]  # the change of each metric with a CI around it
+    assert paired["delta_holdout_accuracy_low"] <= paired["delta_holdout_accuracy"] <= paired[
+        "delta_holdout_accuracy_high"]
+    seeds = pd.read_csv(f"{out['out_dir']}/seeds.csv").set_index("metric")
+    assert seeds.loc["holdout_accuracy", "base_ci_low"] <= seeds.loc["holdout_accuracy", "base"]
     outcomes = pd.read_parquet(f"{out['out_dir']}/outcomes.parquet")
     assert len(outcomes) == 40 and {"utility_base", "utility_labels_12", "spread", "stability",
                                     "refusal_rate_base", "refusal_rate_mean"} <= set(outcomes)

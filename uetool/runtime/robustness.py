@@ -201,6 +201,8 @@ def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict
                                         for m in comparison["rank_movers"][:3])}
         for metric in COMPARED_METRICS:
             row[f"delta_{metric}"] = _delta(out["metrics"], base_out["metrics"], metric)
+            row[f"delta_{metric}_low"], row[f"delta_{metric}_high"] = _delta_ci(out["metrics"], base_out["metrics"],
+                                                                                metric)
         rows.append(row)
         if not name.startswith("seed_"):
             means.append(res.utilities["mean"].to_numpy())
@@ -220,10 +222,15 @@ def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict
     coherence = category_view(base_res.utilities, base_res.edges).replace({"category": {"uncategorised": ""}})
     categories = categories.merge(coherence[["category", "n_outcomes", "mean_utility", "holdout_accuracy",
                                              "n_holdout_edges"]], on="category", how="left")
+    categories["mean_confidence"] = _category_confidence(base_res.edges, list(base.outcomes.categories),
+                                                         categories["category"].tolist())
     seed_names = ["base"] + [n for n, _, _ in runs if n.startswith("seed_")]
     seeds = pd.DataFrame([{"metric": m, **{n: results[n][0]["metrics"].get(m) for n in seed_names}}
                           for m in COMPARED_METRICS])
     seeds["between_seed_sd"] = seeds[seed_names].astype(float).std(axis=1, ddof=1) if len(seed_names) > 1 else np.nan
+    # the base run's own (within-run, bootstrap) CI beside the between-seed spread
+    within = [base_out["metrics"].get(f"{m}_ci") or [np.nan, np.nan] for m in COMPARED_METRICS]
+    seeds["base_ci_low"], seeds["base_ci_high"] = [w[0] for w in within], [w[1] for w in within]
     attributes = load_attributes(base.outcomes)
     members = attributes.series_members()
     direction = {name: int(attributes.direction[idx[0]]) for name, idx in members.items()}
@@ -236,6 +243,30 @@ def _compare(base: RunConfig, suite: RobustnessConfig, runs: list, results: dict
                 "base_verdict": base_out["metrics"].get("verdict"), "position_bias_base":
                 base_out["metrics"].get("position_bias"), "n_seeds": len(seed_names) - 1}
     return headline, variants, outcomes, categories, seeds
+
+
+def _category_confidence(edges: pd.DataFrame, outcome_categories: list[str], names: list[str]) -> list[float]:
+    """Per category: the mean of max(P(a), P(b)) over the base's answered pairs touching one of its outcomes."""
+    cats = np.asarray(outcome_categories, dtype=object)
+    p = edges["p_a"].to_numpy(float)
+    keep = np.isfinite(p)
+    a, b, p = edges["a"].to_numpy(int)[keep], edges["b"].to_numpy(int)[keep], p[keep]
+    confidence = np.maximum(p, 1 - p)
+    out = []
+    for name in names:
+        touches = (cats[a] == name) | (cats[b] == name)
+        out.append(float(confidence[touches].mean()) if touches.any() else float("nan"))
+    return out
+
+
+def _delta_ci(metrics: dict, base: dict, key: str) -> tuple[float, float]:
+    """A CI of the change: both runs' bootstrap CI half-widths combined as independent normal errors."""
+    a, b = metrics.get(f"{key}_ci"), base.get(f"{key}_ci")
+    delta = _delta(metrics, base, key)
+    if not (isinstance(a, list | tuple) and isinstance(b, list | tuple) and np.isfinite(delta)):
+        return float("nan"), float("nan")
+    half = float(np.hypot((a[1] - a[0]) / 2, (b[1] - b[0]) / 2))
+    return (delta - half, delta + half) if np.isfinite(half) else (float("nan"), float("nan"))
 
 
 def _delta(metrics: dict, base: dict, key: str) -> float:
