@@ -274,7 +274,8 @@ def test_the_prompt_reading_simulated_engine_runs_as_a_job(tmp_path):
     utilities = pd.read_parquet(f"{out['out_dir']}/utilities.parquet")
     outcomes = load_outcomes("main")
     engine = PromptReadingSimulatedEngine(list(outcomes.descriptions), wording_sensitivity=1.0, seed=0)
-    wording = engine.wording(get_template("paper").render(outcomes.descriptions[0], outcomes.descriptions[1]), 0, 1)
+    wording = engine.wording(get_template("paper").render(outcomes.descriptions[0], outcomes.descriptions[1]), 0, 1,
+                             cfg["elicitation"]["system_message"])  # it reads the system message too
     met, base = engine.agent_for(wording, 10).mean, engine._agent(10).mean
     assert pearsonr(utilities["mean"], met)[0] > 0.97
     metrics = out["metrics"]  # what produced the numbers, so that modes are never mixed unknowingly
