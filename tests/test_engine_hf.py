@@ -168,3 +168,35 @@ def test_an_overlong_prompt_is_refused_naming_its_outcomes(tiny_model):
                               a=3, b=9)
     with pytest.raises(PromptTooLong, match="prompt for outcomes 3 and 9 is .* tokens.*shorten"):
         engine.answer_requests([long], GenerationSettings(mode="logprob", k=1))
+
+
+def _chat_ids(engine, request: ElicitationRequest) -> list[int]:
+    """The prompt's token ids counted apart from the engine: the tokenizer's own chat template, tokenised."""
+    messages = [{"role": "system", "content": request.system_message}, {"role": "user", "content": request.prompt}]
+    return engine.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                return_dict=False)
+
+
+@pytest.mark.parametrize("mode", ["logprob", "sample"])
+def test_token_counts_add_up_to_the_prompts_and_count_the_prefix_once(tiny_model, mode):
+    settings = LOGPROB if mode == "logprob" else GenerationSettings(mode="sample", k=3, max_tokens=4, seed=1)
+    # 10 requests in batches of 4, 4, 2 (sample mode: 2 requests x 3 samples per pass)
+    batch_size = 4 if mode == "logprob" else 6
+    engine = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=batch_size)
+    requests = _requests([(0, 7), (1, 12), (3, 4), (9, 2), (5, 11)])
+    results = engine.answer_requests(requests, settings)
+    tokens = np.array([r.tokens for r in results])
+    lengths = np.array([len(_chat_ids(engine, r)) for r in requests])
+    np.testing.assert_array_equal(tokens[:, 0] + tokens[:, 1], lengths)  # computed + reused = the prompt
+    assert tokens[0, 1] == 0 and tokens[0, 0] == lengths[0]  # the first request built a prefix cache ...
+    built = np.flatnonzero((tokens[:, 1] == 0) & (tokens[:, 0] == lengths))  # (a batch may build another)
+    assert len(built) < len(requests) / 2 and (tokens[:, 1] > 0).sum() == len(requests) - len(built)  # ... reused
+    assert set(tokens[:, 1]) - {0} <= set(range(8, int(lengths.min())))
+    if mode == "logprob":
+        assert (tokens[:, 2] == 0).all()  # one forward pass, nothing generated
+    else:
+        assert ((tokens[:, 2] >= 3) & (tokens[:, 2] <= 3 * 4)).all()  # 1 to max_tokens per sample, 3 samples
+    plain = create_engine("hf", path=tiny_model, kind="chat", dtype="float32", batch_size=4, prefix_cache=False)
+    alone = np.array([r.tokens for r in plain.answer_requests(requests, settings)])
+    np.testing.assert_array_equal(alone[:, 0], lengths)  # no cache: every prompt token computed
+    assert (alone[:, 1] == 0).all()

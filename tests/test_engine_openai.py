@@ -401,3 +401,18 @@ def test_a_short_retry_after_is_honoured_up_to_the_cap(server: FakeServer) -> No
     server.behaviour = behaviour
     (result,) = make_engine(server, max_retry_after_s=0.5).answer_requests([req()], SAMPLE)
     assert result.error is None and server.count == 2
+
+
+def test_the_providers_usage_fields_become_the_token_counts(server: FakeServer) -> None:
+    def with_usage(number: int, body: dict[str, Any]) -> Reply:
+        status, headers, payload = default_reply(number, body)
+        payload["usage"] = {"prompt_tokens": 30, "completion_tokens": 2 * body.get("n", 1),
+                            "prompt_tokens_details": {"cached_tokens": 12}}
+        return status, headers, payload
+
+    server.behaviour = with_usage
+    assert make_engine(server).answer_requests([req()], SAMPLE)[0].tokens == (18, 12, 8)  # n=4 in one response
+    separate = make_engine(server, supports_n=False).answer_requests([req()], SAMPLE)[0]
+    assert separate.tokens == (4 * 18, 4 * 12, 4 * 2)  # k=4 responses, each with its own usage
+    server.behaviour = default_reply  # no usage reported: not counted, never guessed
+    assert make_engine(server).answer_requests([req()], SAMPLE)[0].tokens is None

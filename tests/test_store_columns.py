@@ -187,3 +187,25 @@ def test_parts_read_back_every_column_as_written(tmp_path, hex_keys):
     again = reread.get(answered)
     assert again.texts.tolist() == [t for t, e in zip(batch.texts.tolist(), batch.errors, strict=True) if e is None]
     assert reread.last_error(keys[1]) == "HTTP 500 after 4 tries"
+
+
+def test_token_counts_round_trip_and_older_parts_read_as_not_counted(tmp_path):
+    batch = _batch(["a", "b", "c"], [["A"], ["B"], ["A"]])
+    batch.tokens[:2] = [[50, 43, 3], [51, 43, 2]]  # "c": its engine did not count
+    store = ResponseStore(str(tmp_path), "m")
+    store.append(batch)
+    on_disk = pd.read_parquet(store.path).set_index("key")
+    assert on_disk.loc["a", ["prompt_tokens", "cached_tokens", "generated_tokens"]].tolist() == [50, 43, 3]
+    assert str(on_disk["prompt_tokens"].dtype) in ("int64", "Int64", "float64")
+    reread = ResponseStore(str(tmp_path), "m").get(["c", "b", "a"])
+    np.testing.assert_array_equal(reread.tokens[1:], [[51, 43, 2], [50, 43, 3]])
+    assert np.isnan(reread.tokens[0]).all()
+    columns = ResultColumns()
+    columns.extend(batch)
+    np.testing.assert_array_equal(columns.take([1], ["b"]).tokens, [[51, 43, 2]])
+    old = tmp_path / "old"  # a part written before token counts existed
+    part = pq.read_table(next(p for p in (tmp_path / "responses" / "m").glob("*.parquet")))
+    (old / "responses" / "m").mkdir(parents=True)
+    pq.write_table(part.drop_columns(["prompt_tokens", "cached_tokens", "generated_tokens"]),
+                   old / "responses" / "m" / "part-1-old.parquet")
+    assert np.isnan(ResponseStore(str(old), "m").get(["a"]).tokens).all()

@@ -7,8 +7,10 @@ An engine receives a `RequestBatch` (columns) and returns a `ResultBatch` aligne
 - "generate": free generation (`k` completions at `temperature`, up to `max_tokens`), for free-form answers and
   judge calls; the runtime does not parse these as choices.
 What an engine can do is declared as class attributes (`modes`, `reads_text`, `answer_settings`, `options`,
-`shard_size`), never decided by its name. Engines that answer request by request subclass `PerRequestEngine`, the
-one adapter. Engines never parse or store: that is the runtime's job, so every engine's raw output is stored alike.
+`shard_size`), never decided by its name. Every result may carry its token counts (`tokens`): the prompt tokens
+the engine computed, those it reused from a cache (prefix caching), and the tokens it generated over all samples.
+Engines that answer request by request subclass `PerRequestEngine`, the one adapter. Engines never parse or store:
+that is the runtime's job, so every engine's raw output is stored alike.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from .replies import Replies
 
 __all__ = ["ElicitationRequest", "ElicitationResult", "GenerationSettings", "Engine", "EngineError", "RequestBatch",
-           "ResultBatch", "PerRequestEngine", "MODES"]
+           "ResultBatch", "PerRequestEngine", "MODES", "TOKEN_COLUMNS"]
 
 MODES = ("sample", "logprob", "generate")
 
@@ -74,6 +76,12 @@ class ElicitationResult:
     probs: tuple[float, float] | None = None  # logprob mode: P(label A), P(label B) (not renormalised)
     other_mass: float | None = None  # logprob mode: next-token mass outside the labels
     error: str | None = None  # a per-request failure that was counted, not raised
+    # (prompt tokens computed, prompt tokens reused from a cache, tokens generated over all k samples); None: the
+    # engine does not count them (simulated engines)
+    tokens: tuple[int, int, int] | None = None
+
+
+TOKEN_COLUMNS = ("prompt_tokens", "cached_tokens", "generated_tokens")  # the columns of ResultBatch.tokens
 
 
 @dataclass
@@ -130,7 +138,7 @@ class ResultBatch:
 
     `texts[i]` lists request i's samples (none in logprob mode), held as one dictionary-coded column (`Replies`);
     `p_first`/`p_second`/`other_mass` are NaN in sample mode; `errors[i]` is None unless the request failed and
-    was counted.
+    was counted. `tokens`: (n, 3) float, the TOKEN_COLUMNS per request, NaN where the engine did not count them.
     """
 
     keys: list[str]
@@ -142,6 +150,11 @@ class ResultBatch:
     p_second: np.ndarray
     other_mass: np.ndarray
     errors: list[str | None]
+    tokens: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is None:
+            self.tokens = np.full((len(self.order), len(TOKEN_COLUMNS)), np.nan)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -153,8 +166,10 @@ class ResultBatch:
         nan = float("nan")
         probs = np.array([r.probs if r.probs is not None else (nan, nan) for r in results], float).reshape(-1, 2)
         other = np.array([nan if r.other_mass is None else r.other_mass for r in results], float)
+        tokens = np.array([r.tokens if r.tokens is not None else (nan, nan, nan) for r in results],
+                          float).reshape(-1, len(TOKEN_COLUMNS))
         return cls(list(batch.keys), batch.a, batch.b, batch.order, Replies.from_lists([r.texts for r in results]),
-                   probs[:, 0], probs[:, 1], other, [r.error for r in results])
+                   probs[:, 0], probs[:, 1], other, [r.error for r in results], tokens)
 
     @classmethod
     def concat(cls, batches: Sequence[ResultBatch]) -> ResultBatch:
@@ -167,22 +182,23 @@ class ResultBatch:
                    *(np.concatenate([getattr(b, f) for b in batches]) for f in ("a", "b", "order")),
                    Replies.concat([b.texts for b in batches]),
                    *(np.concatenate([getattr(b, f) for b in batches]) for f in ("p_first", "p_second", "other_mass")),
-                   list(chain.from_iterable(b.errors for b in batches)))
+                   list(chain.from_iterable(b.errors for b in batches)), np.concatenate([b.tokens for b in batches]))
 
     def take(self, rows: Sequence[int] | np.ndarray) -> ResultBatch:
         idx = np.asarray(rows, np.int64)
         positions = idx.tolist()
         return ResultBatch(list(map(self.keys.__getitem__, positions)), self.a[idx], self.b[idx], self.order[idx],
                            self.texts.take(idx), self.p_first[idx], self.p_second[idx], self.other_mass[idx],
-                           list(map(self.errors.__getitem__, positions)))
+                           list(map(self.errors.__getitem__, positions)), self.tokens[idx])
 
     def to_results(self) -> list[ElicitationResult]:
         out, texts = [], self.texts.tolist()
         for i, key in enumerate(self.keys):
             p = None if np.isnan(self.p_first[i]) else (float(self.p_first[i]), float(self.p_second[i]))
             other = None if np.isnan(self.other_mass[i]) else float(self.other_mass[i])
+            tokens = None if np.isnan(self.tokens[i]).any() else tuple(int(t) for t in self.tokens[i])
             out.append(ElicitationResult(key, texts=texts[i], probs=p, other_mass=other,
-                                         error=self.errors[i]))
+                                         error=self.errors[i], tokens=tokens))
         return out
 
 

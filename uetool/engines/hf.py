@@ -5,6 +5,10 @@ template, system turn and the template's opening text: 43 of a paper prompt's ~9
 each batch only on what follows it and reads the logits of the last position alone; sample mode does the same
 prefill for a batch of prompts, runs each prompt once for its K samples instead of K times, and decodes all rows
 together, each request drawing from its own seeded generator.
+
+Token counts per request (`ElicitationResult.tokens`): its prompt's tokens after the reused prefix (the request
+that built a prefix cache counts that prefix as computed), the prefix tokens it reused, and the tokens its samples
+generated up to and including their end token (T=0: the one greedy row computed); padding is not counted.
 """
 
 from __future__ import annotations
@@ -111,18 +115,31 @@ class HFEngine(PerRequestEngine):
         results = []
         for start in range(0, len(batch), per_pass):
             chunk = batch[start:start + per_pass]
-            texts = self._decode(chunk, ids[start:start + per_pass], k, settings)
+            texts, prompt, generated = self._decode(chunk, ids[start:start + per_pass], k, settings)
             for i, request in enumerate(chunk):
                 own = texts[i * k:(i + 1) * k]
-                results.append(ElicitationResult(request.key, texts=own if do_sample else own * settings.k))
+                results.append(ElicitationResult(request.key, texts=own if do_sample else own * settings.k,
+                                                 tokens=(*prompt[i], sum(generated[i * k:(i + 1) * k]))))
         return results
 
+    def _prefix_for(self, ids: list[list[int]]) -> tuple[tuple[int, ...], list[tuple[int, int]]]:
+        """The batch's reused prefix and each row's (prompt tokens computed, prompt tokens reused); a prefix built
+        for this batch is counted as computed by its first row."""
+        before = self._prefix[0] if self._prefix is not None else None
+        prefix = self._shared_prefix(ids) if self.prefix_cache else ()
+        n = len(prefix)
+        counts = [(len(row) - n, n) for row in ids]
+        if prefix and prefix != before:
+            counts[0] = (len(ids[0]), 0)
+        return prefix, counts
+
     def _decode(self, chunk: list[ElicitationRequest], ids: list[list[int]], k: int,
-                settings: GenerationSettings) -> list[str]:
-        """The generated texts of `chunk`'s requests, k rows per request in request order."""
+                settings: GenerationSettings) -> tuple[list[str], list[tuple[int, int]], list[int]]:
+        """The generated texts of `chunk`'s requests, k rows per request in request order; each request's
+        (prompt tokens computed, reused) and each row's generated tokens."""
         torch = self._torch
         with torch.inference_mode():
-            prefix = self._shared_prefix(ids) if self.prefix_cache else ()
+            prefix, prompt = self._prefix_for(ids)
             logits, cache, mask = self._last_logits(ids, prefix, keep_cache=True)
             if k > 1:
                 cache.batch_repeat_interleave(k)
@@ -152,21 +169,24 @@ class HFEngine(PerRequestEngine):
                 logits, cache = out.logits[:, -1, :], out[self._cache_name]
         generated = torch.stack(steps, 1).tolist() if steps else [[] for _ in range(rows)]
         eos = set(self._eos_ids.tolist())
-        cut = [next((row[:j] for j, t in enumerate(row) if t in eos), row) for row in generated]
-        return self.tokenizer.batch_decode(cut, skip_special_tokens=True)
+        ends = [next((j for j, t in enumerate(row) if t in eos), None) for row in generated]
+        cut = [row if end is None else row[:end] for row, end in zip(generated, ends, strict=True)]
+        counts = [len(row) if end is None else end + 1 for row, end in zip(generated, ends, strict=True)]
+        return self.tokenizer.batch_decode(cut, skip_special_tokens=True), prompt, counts
 
     def _logprob(self, batch: list[ElicitationRequest]) -> list[ElicitationResult]:
         torch = self._torch
         ids = self._ids(batch, 1)
         with torch.inference_mode():
-            prefix = self._shared_prefix(ids) if self.prefix_cache else ()
+            prefix, prompt = self._prefix_for(ids)
             logits = self._last_logits(ids, prefix)
         probs = torch.softmax(logits.float(), dim=-1).cpu()
         results = []
         for i, request in enumerate(batch):
             ids_a, ids_b = label_token_ids(self.tokenizer, request.labels)
             p_a, p_b = float(probs[i, ids_a].sum()), float(probs[i, ids_b].sum())
-            results.append(ElicitationResult(request.key, probs=(p_a, p_b), other_mass=max(0.0, 1.0 - p_a - p_b)))
+            results.append(ElicitationResult(request.key, probs=(p_a, p_b), other_mass=max(0.0, 1.0 - p_a - p_b),
+                                             tokens=(*prompt[i], 0)))
         return results
 
     def _shared_prefix(self, ids: list[list[int]]) -> tuple[int, ...]:

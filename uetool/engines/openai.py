@@ -186,7 +186,8 @@ class OpenAIEngine(PerRequestEngine):
             if payload is None:
                 return ElicitationResult(key=request.key, texts=[None] * k, error=error)
             probs = self._label_probs(payload, request.labels)
-            return ElicitationResult(key=request.key, probs=probs, other_mass=max(0.0, 1.0 - probs[0] - probs[1]))
+            return ElicitationResult(key=request.key, probs=probs, other_mass=max(0.0, 1.0 - probs[0] - probs[1]),
+                                     tokens=usage_tokens([payload]))
 
         base = {"model": self.model, "messages": messages, "temperature": settings.temperature,
                 "max_tokens": settings.max_tokens}
@@ -199,7 +200,7 @@ class OpenAIEngine(PerRequestEngine):
             if len(texts) < k:
                 error = f"endpoint returned {len(texts)} of {k} requested completions (does it support `n`?)"
             texts = (texts + [None] * k)[:k]
-            return ElicitationResult(key=request.key, texts=texts, error=error)
+            return ElicitationResult(key=request.key, texts=texts, error=error, tokens=usage_tokens([payload]))
 
         # No `n`: k single-completion requests, with distinct seeds so seeded backends do not repeat themselves.
         bodies = [{**base, "seed": settings.seed + i} for i in range(k)]
@@ -218,7 +219,8 @@ class OpenAIEngine(PerRequestEngine):
         error = None
         if errors:
             error = f"{len(errors)} of {k} requests failed: {errors[0]}"
-        return ElicitationResult(key=request.key, texts=texts, error=error)
+        return ElicitationResult(key=request.key, texts=texts, error=error,
+                                 tokens=usage_tokens([payload for payload, _ in outcomes if payload is not None]))
 
     async def _post_with_retries(self, client: httpx.AsyncClient, semaphore: asyncio.Semaphore, rng: random.Random,
                                  body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -370,6 +372,23 @@ def _first_token_top_logprobs(payload: dict[str, Any]) -> list[tuple[str, float]
         pairs = [(str(t), float(lp)) for t, lp in legacy[0].items() if lp is not None]
         return pairs or None
     return None
+
+
+def usage_tokens(payloads: list[dict[str, Any]]) -> tuple[int, int, int] | None:
+    """(prompt tokens computed, prompt tokens the provider served from its cache, completion tokens) summed over the
+    responses of one request, from the provider's `usage` fields (`prompt_tokens_details.cached_tokens` where it
+    reports them); None when a response has no usage."""
+    computed = cached = generated = 0
+    for payload in payloads:
+        usage = payload.get("usage") if isinstance(payload, dict) else None
+        if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
+            return None
+        hit = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        hit = hit if isinstance(hit, int) else 0
+        computed += usage["prompt_tokens"] - hit
+        cached += hit
+        generated += usage.get("completion_tokens") or 0
+    return (computed, cached, generated) if payloads else None
 
 
 async def _gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:

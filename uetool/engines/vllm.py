@@ -157,7 +157,7 @@ class VLLMEngine(PerRequestEngine):
         texts = [c.text for c in sorted(output.outputs, key=lambda c: c.index)]
         if settings.temperature == 0:
             texts = texts * settings.k  # greedy decoding is deterministic: one decode, K copies (as hf)
-        return ElicitationResult(request.key, texts=list(texts))
+        return ElicitationResult(request.key, texts=list(texts), tokens=_tokens(output))
 
     @staticmethod
     def _logprob_result(request: ElicitationRequest, output, ids_a: list[int], ids_b: list[int]) -> ElicitationResult:
@@ -167,7 +167,8 @@ class VLLMEngine(PerRequestEngine):
             return ElicitationResult(request.key, error=f"vllm returned no logprob for label token ids {missing}")
         p_a = sum(math.exp(first[t].logprob) for t in ids_a)
         p_b = sum(math.exp(first[t].logprob) for t in ids_b)
-        return ElicitationResult(request.key, probs=(p_a, p_b), other_mass=max(0.0, 1.0 - p_a - p_b))
+        return ElicitationResult(request.key, probs=(p_a, p_b), other_mass=max(0.0, 1.0 - p_a - p_b),
+                                 tokens=_tokens(output))
 
     @staticmethod
     def _failed(request: ElicitationRequest, settings: GenerationSettings, err: Exception) -> ElicitationResult:
@@ -185,3 +186,14 @@ class VLLMEngine(PerRequestEngine):
         if shutdown is not None:
             shutdown()
         del self.llm
+
+
+def _tokens(output) -> tuple[int, int, int] | None:
+    """(prompt tokens computed, prompt tokens served by the prefix cache, tokens generated over every sample) as
+    vLLM reports them on a RequestOutput; None where it reports no prompt."""
+    prompt = getattr(output, "prompt_token_ids", None)
+    if prompt is None:
+        return None
+    cached = int(getattr(output, "num_cached_tokens", None) or 0)
+    generated = sum(len(getattr(c, "token_ids", None) or ()) for c in output.outputs)
+    return len(prompt) - cached, cached, generated

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..engines.base import ResultBatch
+from ..engines.base import TOKEN_COLUMNS, ResultBatch
 from ..engines.replies import Replies
 
 __all__ = ["ResultColumns"]
@@ -24,6 +24,7 @@ class ResultColumns:
     def __init__(self) -> None:
         self._rows = 0
         self._numeric = {name: np.empty(0, dtype) for name, dtype in _NUMERIC}
+        self._tokens = np.empty((0, len(TOKEN_COLUMNS)))
         self._errors: dict[int, str] = {}  # row -> error; nearly every request has none
         self._vocab: list[str] = []  # every distinct reply, each once
         self._position: dict[str, int] = {}
@@ -38,6 +39,8 @@ class ResultColumns:
         for name, _ in _NUMERIC:
             column = self._numeric[name] = _room(self._numeric[name], start + n)
             column[start:start + n] = getattr(batch, name)
+        self._tokens = _room(self._tokens, start + n)
+        self._tokens[start:start + n] = batch.tokens
         if batch.errors.count(None) != n:
             self._errors.update((start + i, e) for i, e in enumerate(batch.errors) if e is not None)
         replies = batch.texts
@@ -65,13 +68,14 @@ class ResultColumns:
         errors = [self._errors.get(r) for r in idx.tolist()] if self._errors else [None] * len(idx)
         col = self._numeric
         return ResultBatch(list(keys), col["a"][:n][idx], col["b"][:n][idx], col["order"][:n][idx], replies,
-                           col["p_first"][:n][idx], col["p_second"][:n][idx], col["other_mass"][:n][idx], errors)
+                           col["p_first"][:n][idx], col["p_second"][:n][idx], col["other_mass"][:n][idx], errors,
+                           self._tokens[:n][idx])
 
 
 def _room(array: np.ndarray, size: int) -> np.ndarray:
     """`array` itself if it can hold `size` entries, else a copy with at least double the capacity."""
     if len(array) >= size:
         return array
-    grown = np.empty(max(size, 2 * len(array), 1024), array.dtype)
+    grown = np.empty((max(size, 2 * len(array), 1024), *array.shape[1:]), array.dtype)
     grown[:len(array)] = array
     return grown

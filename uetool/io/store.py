@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..engines.base import ElicitationResult, ResultBatch
+from ..engines.base import TOKEN_COLUMNS, ElicitationResult, ResultBatch
 from ..engines.replies import Replies
 from .files import remove_temporary_files, temporary_files, write_atomic
 from .layout import ResultsLayout
@@ -36,7 +36,7 @@ from .store_lock import hold_store_lock
 __all__ = ["ResponseStore", "StoreWriteError", "StoreDamaged", "PartProblem", "key_prefix", "SCHEMA_VERSION"]
 
 # written into every part's Parquet metadata; parts without it (older uetool) are read by their columns
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: token counts per response (prompt_tokens, cached_tokens, generated_tokens)
 _VERSION_KEY = b"uetool.store_schema"
 _REQUIRED = ("key", "a", "b", "order", "texts", "error")  # older parts may lack the others (read as missing values)
 
@@ -46,6 +46,7 @@ _SCHEMA = pa.schema([
     ("key", pa.string()), ("a", pa.int64()), ("b", pa.int64()), ("order", pa.int8()),
     ("texts", pa.list_(pa.dictionary(pa.int32(), pa.string()))), ("p_first", pa.float64()),
     ("p_second", pa.float64()), ("other_mass", pa.float64()), ("error", pa.string()), ("written_at", pa.float64()),
+    *((name, pa.int64()) for name in TOKEN_COLUMNS),  # null where the engine does not count tokens
 ])
 
 
@@ -259,6 +260,7 @@ class ResponseStore:
             "p_first": _nullable(rows.p_first), "p_second": _nullable(rows.p_second),
             "other_mass": _nullable(rows.other_mass), "error": _errors(rows.errors),
             "written_at": np.full(len(rows), time.time()),
+            **{name: _nullable_int(rows.tokens[:, j]) for j, name in enumerate(TOKEN_COLUMNS)},
         }, schema=_SCHEMA).replace_schema_metadata({_VERSION_KEY: str(SCHEMA_VERSION).encode()})
         if background:
             if self._writer is None:
@@ -338,6 +340,13 @@ def _nullable(values: np.ndarray) -> pa.Array:
     return pa.array(values, mask=missing, type=pa.float64())
 
 
+def _nullable_int(values: np.ndarray) -> pa.Array:
+    missing = np.isnan(values)
+    if missing.all():
+        return pa.nulls(len(values), pa.int64())
+    return pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing, type=pa.int64())
+
+
 def _errors(errors: list[str | None]) -> pa.Array:
     if errors.count(None) == len(errors):
         return pa.nulls(len(errors), pa.string())
@@ -361,4 +370,5 @@ def _batch_from_table(table: pa.Table) -> ResultBatch:
 
     return ResultBatch(table.column("key").to_pylist(), table.column("a").to_numpy(), table.column("b").to_numpy(),
                        table.column("order").to_numpy().astype(np.int8), Replies.from_arrow(table.column("texts")),
-                       floats("p_first"), floats("p_second"), floats("other_mass"), table.column("error").to_pylist())
+                       floats("p_first"), floats("p_second"), floats("other_mass"), table.column("error").to_pylist(),
+                       np.stack([floats(name) for name in TOKEN_COLUMNS], axis=1).reshape(-1, len(TOKEN_COLUMNS)))

@@ -337,6 +337,8 @@ def _results_to_wire(results: ResultBatch) -> bytes:
             wire[name] = column
     if results.errors.count(None) != len(results.errors):
         wire["errors"] = results.errors
+    if not np.isnan(results.tokens).all():  # engines that count tokens
+        wire["tokens"] = results.tokens
     return pickle.dumps(wire, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -347,4 +349,4 @@ def _results_from_wire(data: bytes, shard: RequestBatch) -> ResultBatch:
         raise RuntimeError(f"an engine replica answered {wire['n']} results for a shard of {n} requests")
     floats = [wire[name] if name in wire else np.full(n, np.nan) for name in ("p_first", "p_second", "other_mass")]
     return ResultBatch(list(shard.keys), shard.a, shard.b, shard.order, wire["texts"], *floats,
-                       wire.get("errors", [None] * n))
+                       wire.get("errors", [None] * n), wire.get("tokens"))
