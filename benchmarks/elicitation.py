@@ -23,8 +23,9 @@ import sys
 import time
 
 import numpy as np
-from _report import print_result  # benchmarks/ is on sys.path when run as a script
+from _report import matmul_peak_gflops, print_result  # benchmarks/ is on sys.path when run as a script
 
+from uetool.core.cost import ModelShape, forward_flops
 from uetool.core.graph import sample_new_pairs
 from uetool.core.outcomes import load_outcomes
 from uetool.core.parsing import parse_reply
@@ -68,24 +69,10 @@ def p_first_outcome_logprob(results) -> np.ndarray:
     return np.array(out)
 
 
-def cpu_peak_gflops() -> float:
-    import torch
-
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(5):  # the best of several trials: a shared VM's speed drifts by +-15% (one trial once gave 154)
-        start = time.perf_counter()
-        for _ in range(3):
-            torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * 2048**3 * 3 / best / 1e9
-
-
 def time_engine(engine, requests, settings) -> tuple[list, float]:
-    engine.generate(requests[:2], settings)  # warm-up
+    engine.answer_requests(requests[:2], settings)  # warm-up
     start = time.perf_counter()
-    results = engine.generate(requests, settings)
+    results = engine.answer_requests(requests, settings)
     return results, time.perf_counter() - start
 
 
@@ -129,8 +116,17 @@ def run(n_pairs: int, seed: int, hf_sample: bool = True) -> dict:
     computed_tokens = prompt_tokens - prefix_tokens * (len(requests) - 1)
     out["hf_logprob_gflops"] = 2 * n_params * computed_tokens / lp_s / 1e9
     out["hf_logprob_no_prefix_cache_gflops"] = 2 * n_params * prompt_tokens / plain_s / 1e9
-    out["cpu_peak_gflops"] = cpu_peak_gflops()
+    out["cpu_peak_gflops"] = matmul_peak_gflops("cpu")
     out["hf_logprob_share_of_peak"] = out["hf_logprob_gflops"] / out["cpu_peak_gflops"]
+    # the cost model's terms (uetool.core.cost), from the engine's own token counts: conf/cost's cpu entry
+    tokens = np.array([r.tokens for r in lp_results], float)
+    config = engine.model.config
+    shape = ModelShape(float(n_params), config.num_hidden_layers, config.hidden_size)
+    context = float((tokens[:, 1] + tokens[:, 0] / 2).mean())
+    out["hf_logprob_tokens_computed"] = int(tokens[:, 0].sum())
+    out["hf_logprob_tokens_reused"] = int(tokens[:, 1].sum())
+    out["cpu_prefill_utilisation"] = (forward_flops(shape, tokens[:, 0].sum(), context) / lp_s
+                                      / (out["cpu_peak_gflops"] * 1e9))
     engine.close()
     vllm_out, vllm_samples = run_vllm(path, requests, n_pairs, logprob_settings, sample_settings, lp_results)
     out.update(vllm_out)

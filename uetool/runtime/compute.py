@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.active import ActiveLearningState, run_active_learning
+from ..core.cost import paper_pairs, reference_tokens, token_totals
 from ..core.decisiveness import decisiveness_metrics, format_verdict, verdict_flags, verdict_reasons
 from ..core.edges import logprob_other_mass, off_label_majority_rate
 from ..core.graph import HOLDOUT, TRAIN
@@ -115,6 +116,8 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
         # twice), new ones are stored before they are used
         triads = measure_transitivity(len(run.outcomes), elicitor, n_triads=run.transitivity.n_triads,
                                       seed=run.seed, policy=run.active_learning.unparseable_policy)
+        asked_pairs = np.concatenate([np.stack([result.graph.a, result.graph.b], axis=1), triads.pairs])
+        tokens = token_metrics(elicitor.stored_tokens(asked_pairs), len(run.outcomes))
     finally:
         replacements = getattr(pool, "replacements", 0)
         try:  # what the engines counted inside their replicas (retries), before the pool goes
@@ -151,6 +154,7 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                    engine_retries=int(engine_counters.get("retries", 0)),
                    # failures are no model behaviour: apart from unparseable_rate, which counts replies only
                    failed_request_rate=stats.failed_requests / stats.requests if stats.requests else float("nan"))
+    metrics.update(tokens)
     asked_counts = np.concatenate([result.graph.counts, triads.counts])
     mode = run.generation_settings.mode
     metrics.update(decisiveness_metrics(asked_counts, mode=mode))
@@ -179,6 +183,21 @@ def _compute_locked(run: RunConfig, store: ResponseStore, started: float, *, poo
                "overhead": max(0.0, total - start_seconds - stats.engine_seconds - fit)}
     return {"out_dir": out_dir, "metrics": metrics, "summary": summary, "stats": stats, "timings": timings,
             "replacements": replacements, "provenance": prov}
+
+
+def token_metrics(tokens: np.ndarray, n_outcomes: int) -> dict:
+    """The run's token totals (its stored answers, asked now or before) and what the paper's method computes for
+    its own budget of int(2 n log2 n) pairs (both orders, K=10 samples of up to 10 tokens, no cache reuse) with the
+    same prompts: `reference_method_tokens` and the ratio `tokens_computed_share_of_reference`."""
+    totals = token_totals(tokens)
+    out = totals.metrics()
+    reference = reference_tokens(paper_pairs(n_outcomes), totals.mean_prompt) if totals.counted else None
+    out["reference_method_pairs"] = paper_pairs(n_outcomes)
+    out["reference_method_tokens"] = int(round(reference["reference_tokens"])) if reference else None
+    out["reference_method_prompt_tokens"] = int(round(reference["reference_prompt_tokens"])) if reference else None
+    out["tokens_computed_share_of_reference"] = (totals.computed / reference["reference_tokens"]
+                                                 if reference and reference["reference_tokens"] else None)
+    return out
 
 
 def run_log_entry(run: RunConfig, metrics: dict, wall_s: float) -> dict:

@@ -142,6 +142,18 @@ class Elicitor:
         codes = codes.reshape(len(pairs), 2, self.settings.k)
         return counts_from_choices(codes[:, 0, :], codes[:, 1, :])
 
+    def stored_tokens(self, pairs: np.ndarray) -> np.ndarray:
+        """(computed, reused, generated) of the stored answers to both orders of each distinct pair (NaN rows where
+        the engine did not count them): what the run's answers cost, whoever asked them and whenever."""
+        pairs = np.unique(np.sort(np.asarray(pairs, np.int64).reshape(-1, 2), axis=1), axis=0)
+        batch = self.requests_for(pairs, render=False)
+        rows = self.store.rows(batch.keys)
+        answered = rows >= 0
+        if not answered.any():
+            return np.empty((0, 3))
+        return self.store.get([k for k, ok in zip(batch.keys, answered.tolist(), strict=True) if ok],
+                              rows[answered]).tokens
+
     def _count_failures(self, keys: list[str], given_up: int, requests: int) -> None:
         """Count this call's failed requests, keep the first distinct errors, and stop the job past the threshold."""
         stats = self.stats

@@ -1,0 +1,76 @@
+"""Token accounting through a real compute_utilities run (hf engine, tiny random model, local Ray cluster): the
+prompt tokens the run reports are exactly the token ids of the prompts it asked, counted apart from the engine."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import compose
+from uetool.core.cost import paper_pairs
+from uetool.core.outcomes import load_outcomes
+from uetool.core.prompts import get_template
+from uetool.runtime.compute import compute_utilities
+
+pytestmark = pytest.mark.ray
+
+
+def _independent_prompt_tokens(tiny_model: str, pairs: np.ndarray, system: str) -> int:
+    """Both orders of every pair rendered with the paper template and tokenised by the model's own chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    outcomes, template = load_outcomes("quickstart").descriptions, get_template("paper")
+    total = 0
+    for a, b in pairs.tolist():
+        for x, y in ((a, b), (b, a)):
+            messages = [{"role": "system", "content": system},
+                        {"role": "user", "content": template.render(outcomes[x], outcomes[y])}]
+            total += len(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                       return_dict=False))
+    return total
+
+
+@pytest.mark.parametrize("mode", ["logprob", "sample"])
+def test_a_runs_prompt_tokens_are_the_token_ids_of_the_prompts_it_asked(ray_cluster, tiny_model, tmp_path, mode):
+    cfg = compose(["model=tiny-random", "engine=hf", f"model.path={tiny_model}", "outcomes=quickstart",
+                   f"elicitation={mode}", "elicitation.k=2", f"results_root={tmp_path}", "fit.bootstrap=0",
+                   "progress=false", "transitivity.n_triads=50", "pool.num_cpus=1"])
+    out = compute_utilities(cfg)
+    metrics = out["metrics"]
+    edges = pd.read_parquet(f"{out['out_dir']}/edges.parquet")
+    triads = pd.read_parquet(f"{out['out_dir']}/triads.parquet")
+    triad_pairs = np.concatenate([triads[["a", "b"]].to_numpy(), triads[["b", "c"]].to_numpy(),
+                                  triads[["a", "c"]].to_numpy()])
+    pairs = np.unique(np.concatenate([edges[["a", "b"]].to_numpy(), triad_pairs]), axis=0)
+    expected = _independent_prompt_tokens(tiny_model, pairs, cfg["elicitation"]["system_message"])
+    assert metrics["tokens_prompt_computed"] + metrics["tokens_prompt_reused"] == expected
+    assert 0 < metrics["tokens_prompt_reused"] < expected  # the shared prefix was reused, not recomputed
+    assert metrics["tokens_counted_share"] == 1.0
+    if mode == "logprob":
+        assert metrics["tokens_generated"] == 0 and metrics["tokens_computed"] == metrics["tokens_prompt_computed"]
+    else:
+        assert 2 * 2 * len(pairs) <= metrics["tokens_generated"] <= 2 * 2 * len(pairs) * cfg["elicitation"][
+            "max_tokens"]  # k=2 samples per order, 1 to max_tokens each
+    mean_prompt = expected / (2 * len(pairs))
+    assert metrics["reference_method_pairs"] == paper_pairs(40)
+    assert metrics["reference_method_tokens"] == pytest.approx(2 * paper_pairs(40) * 10 * (mean_prompt + 10), abs=1)
+    assert metrics["tokens_computed_share_of_reference"] == pytest.approx(
+        metrics["tokens_computed"] / metrics["reference_method_tokens"])
+    again = compute_utilities(cfg)  # served from the store: the same totals, asked by nobody this time
+    assert again["metrics"]["asked_requests"] == 0
+    assert {k: v for k, v in again["metrics"].items() if k.startswith(("tokens_", "reference_"))} == {
+        k: v for k, v in metrics.items() if k.startswith(("tokens_", "reference_"))}
+    on_disk = json.loads((tmp_path / "compute_utilities" / "tiny-random" / "metrics.json").read_text())
+    assert on_disk["tokens_computed"] == metrics["tokens_computed"]
+
+
+def test_an_engine_that_counts_no_tokens_reports_none_instead_of_zero(ray_cluster, tmp_path):
+    cfg = compose(["model=tiny-random", "engine=simulated", "outcomes=quickstart", f"results_root={tmp_path}",
+                   "fit.bootstrap=0", "progress=false", "transitivity.n_triads=50"])
+    metrics = compute_utilities(cfg)["metrics"]
+    assert metrics["tokens_computed"] is None and metrics["tokens_counted_share"] == 0.0
+    assert metrics["reference_method_tokens"] is None and metrics["reference_method_pairs"] == paper_pairs(40)
