@@ -42,7 +42,7 @@ def test_flops_and_seconds_follow_the_forward_count():
     guessed = ModelShape.from_params(7e9)  # d = 128 L and P = 12 L d^2
     assert guessed.d_model == pytest.approx(128 * guessed.n_layers, rel=0.1)
     assert 12 * guessed.n_layers * guessed.d_model**2 == pytest.approx(7e9, rel=0.1)
-    rates = Throughput(prefill_utilisation=0.5, decode_utilisation=0.1, prefill_token_s=1e-5, decode_token_s=1e-3)
+    rates = Throughput(prefill_utilisation=0.5, decode_utilisation=0.1, prefill_overhead_s=1e-5, decode_overhead_s=1e-3)
     got = accelerator_seconds(shape, 1e15, rates, prompt_tokens=1e6, prompt_context=50, generated_tokens=1e4,
                               decode_context=100)
     assert got["prefill_s"] == pytest.approx(forward_flops(shape, 1e6, 50) / 5e14 + 10)

@@ -60,6 +60,14 @@ def test_a_runs_prompt_tokens_are_the_token_ids_of_the_prompts_it_asked(ray_clus
     assert metrics["reference_method_tokens"] == pytest.approx(2 * paper_pairs(40) * 10 * (mean_prompt + 10), abs=1)
     assert metrics["tokens_computed_share_of_reference"] == pytest.approx(
         metrics["tokens_computed"] / metrics["reference_method_tokens"])
+    if mode == "logprob":  # the planner, from the config alone, predicts what the run computed
+        from uetool.runtime.plan import plan_table
+
+        planned, _ = plan_table({**cfg, "sweep": {"name": "t", "models": ["tiny-random"]}})
+        row = planned.iloc[0]
+        assert row["tokenizer"] == "exact" and row["requests"] == pytest.approx(2 * len(pairs), rel=0.05)
+        assert row["tokens_prompt_computed"] == pytest.approx(metrics["tokens_prompt_computed"], rel=0.05)
+        assert row["prompt_tokens"] == pytest.approx(expected, rel=0.05)
     again = compute_utilities(cfg)  # served from the store: the same totals, asked by nobody this time
     assert again["metrics"]["asked_requests"] == 0
     assert {k: v for k, v in again["metrics"].items() if k.startswith(("tokens_", "reference_"))} == {

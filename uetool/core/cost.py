@@ -125,8 +125,8 @@ class Throughput:
 
     prefill_utilisation: float
     decode_utilisation: float
-    prefill_token_s: float = 0.0
-    decode_token_s: float = 0.0
+    prefill_overhead_s: float = 0.0
+    decode_overhead_s: float = 0.0
     calibrated: str = ""
 
     def __post_init__(self) -> None:
@@ -134,7 +134,7 @@ class Throughput:
             value = getattr(self, key)
             if not 0 < value <= 1:
                 raise ValueError(f"throughput {key} must be in (0, 1], got {value}")
-        for key in ("prefill_token_s", "decode_token_s"):
+        for key in ("prefill_overhead_s", "decode_overhead_s"):
             if getattr(self, key) < 0:
                 raise ValueError(f"throughput {key} must be >= 0, got {getattr(self, key)}")
 
@@ -147,8 +147,8 @@ def accelerator_seconds(shape: ModelShape, peak_flops: float, throughput: Throug
         raise ValueError(f"an accelerator's peak must be positive, got {peak_flops}")
     prefill = forward_flops(shape, prompt_tokens, prompt_context)
     decode = forward_flops(shape, generated_tokens, decode_context)
-    prefill_s = prefill / (peak_flops * throughput.prefill_utilisation) + prompt_tokens * throughput.prefill_token_s
-    decode_s = decode / (peak_flops * throughput.decode_utilisation) + generated_tokens * throughput.decode_token_s
+    prefill_s = prefill / (peak_flops * throughput.prefill_utilisation) + prompt_tokens * throughput.prefill_overhead_s
+    decode_s = decode / (peak_flops * throughput.decode_utilisation) + generated_tokens * throughput.decode_overhead_s
     return {"prefill_s": prefill_s, "decode_s": decode_s, "total_s": prefill_s + decode_s, "flops": prefill + decode}
 
 

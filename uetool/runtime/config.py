@@ -39,7 +39,7 @@ MOVED_TO_POOL = ("replicas", "shard_size", "num_cpus", "num_gpus", "batch_size")
 RETIRED_ENGINE_KEYS = {"local_channel": "the Unix-socket channel is gone: Ray actor calls are the transport"}
 TOP_LEVEL_KEYS = ("model", "engine", "pool", "outcomes", "elicitation", "fit", "experiment", "sweep", "results_root",
                   "seed", "progress", "ray", "transitivity", "trends", "store", "assembly", "sft", "control",
-                  "robustness",
+                  "robustness", "cost",
                   "expected_utility",
                   "expected_utility_implicit", "instrumentality", "maximization", "exchange_rates",
                   "time_discounting", "political_values", "power_seeking", "fitness", "corrigibility")

@@ -47,13 +47,14 @@ from .config import RunConfig, redacted_yaml
 from .robustness_config import RobustnessConfig
 from .sweep_plan import DEFAULT_CONF, load_experiment_entry
 
-__all__ = ["run_robustness", "COMPARED_METRICS"]
+__all__ = ["run_robustness", "suite_runs", "COMPARED_METRICS"]
 
 COMPARED_METRICS = ("holdout_accuracy", "average_confidence", "log10_cycle_probability", "hard_cycle_rate",
                     "position_bias", "preference_strength", "unparseable_rate", "refusal_rate")
 
 
-def _variant_run(raw: dict, base: RunConfig, elicitation: dict, seed: int | None, name: str) -> RunConfig:
+def _variant_run(raw: dict, base: RunConfig, elicitation: dict, seed: int | None, name: str,
+                 check_environment: bool = True) -> RunConfig:
     cfg = copy.deepcopy(raw)
     cfg["elicitation"] = {**dict(cfg.get("elicitation") or {}), **elicitation}
     if elicitation.get("template_text"):
@@ -61,10 +62,12 @@ def _variant_run(raw: dict, base: RunConfig, elicitation: dict, seed: int | None
     if seed is not None:
         cfg["seed"] = seed
     cfg.pop("robustness", None)
-    return replace(RunConfig.from_dict(cfg, outcomes=base.outcomes), run_name=name)
+    return replace(RunConfig.from_dict(cfg, outcomes=base.outcomes, check_environment=check_environment),
+                   run_name=name)
 
 
-def _analysis_runs(base_raw: dict, suite: RobustnessConfig, conf_dir) -> list[tuple[str, str, RunConfig]]:
+def _analysis_runs(base_raw: dict, suite: RobustnessConfig, conf_dir,
+                   check_environment: bool = True) -> list[tuple[str, str, RunConfig]]:
     """(analysis, variant, run) for every analysis of `robustness.analyses` under the base and every variant; a
     political_values variant is placed in the base run's entity PCA (its `reference`), asking only the model's own
     set."""
@@ -73,14 +76,34 @@ def _analysis_runs(base_raw: dict, suite: RobustnessConfig, conf_dir) -> list[tu
         raw = copy.deepcopy(base_raw)
         raw.update(load_experiment_entry(conf_dir, name))
         raw[name] = {**(raw.get(name) or {}), **suite.analysis_overrides.get(name, {})}
-        base = RunConfig.from_dict(raw)
+        base = RunConfig.from_dict(raw, check_environment=check_environment)
         out.append((name, "base", base))
         varied = copy.deepcopy(raw)
         if name == "political_values":
             varied[name]["reference"] = base.out_dir
         for v in suite.variants:
-            out.append((name, v.name, _variant_run(varied, base, v.elicitation, None, v.name)))
+            out.append((name, v.name, _variant_run(varied, base, v.elicitation, None, v.name, check_environment)))
     return out
+
+
+def suite_runs(raw: dict, conf_dir=DEFAULT_CONF, *, check_environment: bool = True
+               ) -> tuple[RobustnessConfig, list[tuple[str, RunConfig, str]], list[tuple[str, str, RunConfig]]]:
+    """The suite of a config with a `robustness` section: (suite, [(name, compute run, about)] with the base
+    first, then the variants and seeds, [(analysis, variant, run)])."""
+    suite = RobustnessConfig.from_section(raw.get("robustness"))
+    base_raw = {k: v for k, v in raw.items() if k != "robustness"}
+    if base_raw.get("experiment", {}).get("name") not in (None, "compute_utilities", "robustness"):
+        raise ValueError("the robustness suite varies compute_utilities runs; got "
+                         f"experiment={base_raw['experiment']['name']}")
+    base_raw["experiment"] = {"name": "compute_utilities"}
+    base = RunConfig.from_dict(base_raw, check_environment=check_environment)
+    runs = [("base", base, "the run's own elicitation")]
+    check = check_environment
+    runs += [(v.name, _variant_run(base_raw, base, v.elicitation, v.seed, v.name, check), v.about)
+             for v in suite.variants]
+    runs += [(f"seed_{s}", _variant_run(base_raw, base, {}, s, f"seed_{s}", check), f"the base with seed {s}")
+             for s in suite.seeds]
+    return suite, runs, _analysis_runs(base_raw, suite, conf_dir, check)
 
 
 def run_robustness(cfg: dict | RunConfig, *, pool_name: str | None = None, pool_namespace: str | None = None,
@@ -90,18 +113,8 @@ def run_robustness(cfg: dict | RunConfig, *, pool_name: str | None = None, pool_
     sections of `robustness.analyses` are read."""
     started = time.perf_counter()
     raw = dict(cfg.raw if isinstance(cfg, RunConfig) else cfg)
-    suite = RobustnessConfig.from_section(raw.get("robustness"))
-    base_raw = {k: v for k, v in raw.items() if k != "robustness"}
-    if base_raw.get("experiment", {}).get("name") not in (None, "compute_utilities", "robustness"):
-        raise ValueError("the robustness suite varies compute_utilities runs; got "
-                         f"experiment={base_raw['experiment']['name']}")
-    base_raw["experiment"] = {"name": "compute_utilities"}
-    base = RunConfig.from_dict(base_raw)
-    runs = [("base", base, "the run's own elicitation")]
-    runs += [(v.name, _variant_run(base_raw, base, v.elicitation, v.seed, v.name), v.about) for v in suite.variants]
-    runs += [(f"seed_{s}", _variant_run(base_raw, base, {}, s, f"seed_{s}"), f"the base with seed {s}")
-             for s in suite.seeds]  # every config is built (and checked) before the pool starts
-    analysis_runs = _analysis_runs(base_raw, suite, conf_dir)
+    suite, runs, analysis_runs = suite_runs(raw, conf_dir)  # every config built and checked before the pool starts
+    base = runs[0][1]
     fs = base.layout.filesystem[0]
     results, analysed, replacements = {}, {}, 0
     pool = open_pool(base, name=pool_name, namespace=pool_namespace)
