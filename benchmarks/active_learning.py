@@ -9,6 +9,12 @@ JSON keys (a public contract): n, queried_pairs, average_confidence, wall_s, hol
 pearson_truth, spearman_truth, peak_rss_mb, log10_cycle_probability (on 1,000 uniformly drawn, asked triads),
 analytic_log10_cycle_probability (the agent's exact value on the same triads, from its own probabilities; null for
 an agent without them), hard_cycle_rate, average_confidence_random_pairs (holdout and triad pairs) (+ extras).
+`--tokenizer MODEL_KEY` (a conf/model key whose tokenizer is available offline, e.g. smollm2-135m-instruct) adds
+tokens_computed (the prompts of every pair the loop asked, training and held out, both orders, rendered with the
+paper template over the main outcomes and counted with that tokenizer as the hf engine computes them: the shared
+prefix once, K samples from one prefill, up to 10 tokens each in sample mode, none in logprob mode),
+reference_method_tokens (the paper's method on its own budget of int(2 n log2 n) pairs: both orders, K=10 samples
+of up to 10 tokens, each recomputing its prompt) and tokens_share_of_reference.
 `--mode logprob` answers with expected counts (K * P per order, what logprob elicitation reports) instead of
 sampling K replies. `--profile` takes the schedule from conf/fit/<profile>.yaml (thurstonian, the default, or paper:
 the reference's schedule), composed by Hydra as a job would. `--budget-curve` prints, per schedule (both profiles and
@@ -75,10 +81,11 @@ def peak_rss_mb() -> float:
 
 
 def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None, runtime: str = "local",
-        repeats: int = 1, mode: str = "sample", profile: str = "thurstonian") -> dict:
+        repeats: int = 1, mode: str = "sample", profile: str = "thurstonian", tokenizer: str | None = None,
+        budget_share: float = 1.0) -> dict:
     agent = make_agent(agent_kind, n, k=k, seed=seed)
     ask = expected_counts(agent, k) if mode == "logprob" else agent
-    config = schedule(profile, seed, pairs_per_round)
+    config = schedule(profile, seed, pairs_per_round, budget_share=budget_share)
 
     def core_run():
         start = time.perf_counter()
@@ -141,6 +148,8 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         "runtime": runtime,
         "repeats": repeats,
     }
+    if tokenizer is not None:
+        out.update(token_bill(n, result, tokenizer, mode, k))
     if runtime == "ray":
         best = ray_walls.index(wall)
         out["core_wall_s"] = core_wall
@@ -155,6 +164,47 @@ def run(n: int, seed: int, agent_kind: str, k: int, pairs_per_round: int | None,
         out["ray_walls_s"] = ray_walls
         out["core_walls_s"] = core_walls
     return out
+
+
+def token_bill(n: int, result, model_key: str, mode: str, k: int) -> dict:
+    """What the loop's questions cost in that model's tokens, against the paper's method on its own budget."""
+    from uetool.core.cost import PAPER_MAX_TOKENS, paper_pairs, reference_tokens
+    from uetool.core.outcomes import load_outcomes
+    from uetool.core.prompts import DEFAULT_SYSTEM_MESSAGE, get_template
+    from uetool.engines.base import ElicitationRequest
+    from uetool.engines.chat_format import prompt_token_ids
+    from uetool.runtime.plan import offline_tokenizer
+    from uetool.runtime.sweep_plan import load_model_entry
+
+    model = load_model_entry(CONF_DIR, model_key)
+    tokenizer = offline_tokenizer(model["path"], model.get("revision"))
+    if tokenizer is None:
+        raise SystemExit(f"--tokenizer {model_key}: its tokenizer ({model['path']}) is not available offline")
+    texts = list(load_outcomes("main").descriptions)
+    texts = [texts[i % len(texts)] + ("" if i < len(texts) else f" (variant {i // len(texts)})") for i in range(n)]
+    template = get_template("paper")
+    lengths = []
+    ids_seen = None
+    prefix = None
+    for a, b in zip(result.graph.a.tolist(), result.graph.b.tolist(), strict=True):
+        for x, y in ((a, b), (b, a)):
+            request = ElicitationRequest("t", template.render(texts[x], texts[y]), ("A", "B"), DEFAULT_SYSTEM_MESSAGE)
+            ids = prompt_token_ids(tokenizer, request, model["kind"], model.get("accepts_system_message", True))
+            lengths.append(len(ids))
+            if ids_seen is None:
+                ids_seen, prefix = ids, len(ids) - 1
+            else:
+                prefix = next((j for j in range(prefix) if ids[j] != ids_seen[j]), prefix)
+    lengths = np.asarray(lengths, float)
+    computed = float(lengths.sum() - prefix * (len(lengths) - 1))  # the shared prefix computed once
+    generated = 0.0 if mode == "logprob" else len(lengths) * k * PAPER_MAX_TOKENS
+    reference = reference_tokens(paper_pairs(n), float(lengths.mean()))
+    tokens = computed + generated
+    return {"tokenizer": model_key, "mean_prompt_tokens": float(lengths.mean()), "prefix_tokens": int(prefix),
+            "asked_requests": int(len(lengths)), "tokens_computed": int(round(tokens)),
+            "reference_method_pairs": paper_pairs(n),
+            "reference_method_tokens": int(round(reference["reference_tokens"])),
+            "tokens_share_of_reference": tokens / reference["reference_tokens"]}
 
 
 def against_truth(agent, result, config: ActiveLearningConfig) -> tuple[float, float, float]:
@@ -294,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
                              "uniformly random pairs, over --seeds (or --seed)")
     parser.add_argument("--compare-profiles", action="store_true",
                         help="thurstonian vs paper over --seeds: the table and rule that chose the default")
+    parser.add_argument("--budget-share", type=float, default=1.0,
+                        help="the share of the schedule's pair budget to ask (its edge_multiplier scaled)")
+    parser.add_argument("--tokenizer", default=None, metavar="MODEL_KEY",
+                        help="count the asked prompts' tokens with this conf/model entry's tokenizer (offline)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     first, _, last = (args.seeds or str(args.seed)).partition("-")
@@ -320,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         print_result(seed_spread(runs), args.json)
         return 0
     out = run(args.n, args.seed, args.agent, args.k, args.pairs_per_round, args.runtime, args.repeats, args.mode,
-              args.profile)
+              args.profile, args.tokenizer, args.budget_share)
     print_result(out, args.json)
     if not args.json:
         print(f"acc - bayes  {out['holdout_accuracy'] - out['bayes_accuracy']:+.4f}")

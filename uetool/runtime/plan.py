@@ -33,7 +33,8 @@ from .config import RunConfig
 from .control_config import typed_section
 from .sweep_plan import DEFAULT_CONF, ModelPlan, plan_sweep
 
-__all__ = ["CostConfig", "RequestSet", "request_sets", "plan_model", "plan_table", "PLAN_COLUMNS"]
+__all__ = ["CostConfig", "RequestSet", "request_sets", "plan_model", "plan_table", "PLAN_COLUMNS",
+           "offline_tokenizer"]
 
 SAMPLED_PAIRS = 48  # prompts rendered per request set to measure its token lengths
 CHAT_OVERHEAD_TOKENS = 12  # turn markers a chat template adds, where no tokenizer counts them
@@ -174,7 +175,7 @@ def request_sets(run: RunConfig, conf_dir=DEFAULT_CONF) -> list[RequestSet]:
 
 
 @cache
-def _tokenizer(path: str, revision: str | None):
+def offline_tokenizer(path: str, revision: str | None):
     """The model's tokenizer where it is available offline (a builtin model, a local folder, the HF cache)."""
     try:
         from transformers import AutoTokenizer
@@ -199,9 +200,9 @@ def _prompt_lengths(run: RunConfig, rs: RequestSet, cost: CostConfig) -> tuple[n
         prompts = [render(rs.texts[a], rs.texts[b]) for a, b in picks] + [render(rs.texts[b], rs.texts[a])
                                                                             for a, b in picks]
     model = run.model
-    tokenizer = None if run.engine.name in ("simulated", "simulated_text") else _tokenizer(model.path, model.revision)
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None) or (tokenizer is not None
-                                                                                and model.kind == "base"):
+    simulated = run.engine.name in ("simulated", "simulated_text")
+    tokenizer = None if simulated else offline_tokenizer(model.path, model.revision)
+    if tokenizer is not None and (getattr(tokenizer, "chat_template", None) or model.kind == "base"):
         from ..engines.chat_format import prompt_token_ids
 
         labels = tuple(getattr(rs.template, "labels", ("A", "B")))
