@@ -127,6 +127,10 @@ def test_analyses_reuse_what_compute_utilities_asked_with_the_same_template(tmp_
     assert base["stats"].asked == asked_before
     assert out["metrics"]["reused_requests"] > 0  # base-outcome pairs compute_utilities had asked
     assert ResponseStore(str(tmp_path), "tiny-random").count_rows() == asked_before + out["metrics"]["asked_requests"]
+    metrics = out["metrics"]  # every option set's answers in tokens, reused ones included, and the paper's bill
+    assert metrics["tokens_counted_share"] == 1.0 and metrics["tokens_prompt_reused"] > 0
+    assert metrics["tokens_computed"] == metrics["tokens_prompt_computed"] + metrics["tokens_generated"]
+    assert metrics["reference_method_pairs"] > 0 and metrics["reference_method_tokens"] > metrics["tokens_computed"]
 
 
 def test_a_sweep_runs_every_experiment_for_every_model_and_reports_each(tmp_path):

@@ -19,6 +19,7 @@ import pandas as pd
 from ..analyses import get_analysis
 from ..analyses.base import AnalysisPlan
 from ..core.active import run_active_learning
+from ..core.cost import paper_pairs
 from ..core.edges import COUNT_COLUMNS
 from ..core.graph import TRAIN
 from ..core.maximization import JUDGE_SYSTEM_MESSAGE
@@ -30,7 +31,14 @@ from ..io.files import remove_temporary_files, write_atomic
 from ..io.layout import check_name
 from ..io.results import append_run_log
 from ..io.store import ResponseStore
-from .compute import _engine_device, _fit_function, open_pool, run_log_entry, run_provenance
+from .compute import (
+    _engine_device,
+    _fit_function,
+    open_pool,
+    run_log_entry,
+    run_provenance,
+    token_metrics_of_sets,
+)
 from .config import RunConfig, redacted_yaml
 from .elicit import Elicitor
 from .free_text import FreeTextAsker
@@ -107,7 +115,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     fs, out_dir, fingerprint = run.layout.filesystem[0], run.out_dir, run.fingerprint()
     asked_run = simulated_run(run, plan)
     own_pool, start_seconds, resources = pool is None, 0.0, None
-    fits, graphs, set_metrics, stats = [], [], [], []
+    fits, graphs, set_metrics, stats, token_parts = [], [], [], [], []
     choice_counts: list = []  # per option set: the answer counts of its fixed pairs (None: fitted)
     fit_draws: list = []  # per option set: edge-bootstrap replicates of its fitted means, when the analysis wants them
     replies: list = []
@@ -127,8 +135,8 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
             for options, offset in list(zip(plan.option_sets, plan.offsets(), strict=True))[done:]:
                 asked = _ask_set(run, plan, options, offset, analysis, pool, store, engine_settings, fingerprint,
                                  extended=done > 0)
-                for per_set, value in zip((fits, graphs, choice_counts, fit_draws, set_metrics, stats), asked,
-                                          strict=True):
+                for per_set, value in zip((fits, graphs, choice_counts, fit_draws, set_metrics, stats, token_parts),
+                                          asked, strict=True):
                     per_set.append(value)
             done = len(plan.option_sets)
             extra = analysis.extend(plan, [_mean(f) for f in fits], run.seed)
@@ -168,6 +176,7 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
     outcome = analysis.analyse(plan, [_mean(f) for f in fits], replies, judged, run.seed, counts=choice_counts,
                                draws=fit_draws)
     metrics = _run_metrics(run, set_metrics, stats, free_stats, engine_counters)
+    metrics.update(token_metrics_of_sets(token_parts))  # the forced choices of every option set
     headline = {"experiment": run.experiment, "model": run.model.key, **outcome.metrics,
                 "settings": asdict(run.analysis)}
     metrics.update({k: v for k, v in outcome.metrics.items() if not isinstance(v, list | dict)
@@ -194,7 +203,8 @@ def _run_locked(run: RunConfig, plan: AnalysisPlan, store: ResponseStore, starte
 def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis, pool, store, engine_settings,
              fingerprint: str, *, extended: bool) -> tuple:
     """Ask (and fit, unless it is a set of fixed pairs) one option set: (fit, graph, answer counts, fit draws, set
-    metrics, elicitation stats), None where the kind of set has no such thing. A set added
+    metrics, elicitation stats, (its stored answers' tokens, the pairs the paper's method would ask)), None where the
+    kind of set has no such thing. A set added
     by `extend` depends on earlier fits: its checkpoint fingerprint covers its texts, so a resumed run whose
     earlier fits came out otherwise starts it afresh instead of restoring another set's state."""
     fs, out_dir = run.layout.filesystem[0], run.out_dir
@@ -211,12 +221,13 @@ def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis,
                         max_attempts=run.elicitation.max_attempts,
                         max_failure_rate=run.elicitation.max_failure_rate, index_offset=offset)
     if options.pairs is not None:  # direct binary choices: asked as given (stored answers reused), not fitted
-        counts = elicitor(np.asarray(options.pairs, np.int64).reshape(-1, 2))
+        pairs = np.asarray(options.pairs, np.int64).reshape(-1, 2)
+        counts = elicitor(pairs)
         total = max(float(counts.sum()), 1.0)
         metrics = {"option_set": options.name, "n_outcomes": len(options.texts), "n_edges": len(counts),
                    "unparseable_rate": float(counts[:, 4].sum() / total),
                    "refusal_rate": float(counts[:, 5].sum() / total)}
-        return None, None, counts, None, metrics, elicitor.stats
+        return None, None, counts, None, metrics, elicitor.stats, (elicitor.stored_tokens(pairs), len(pairs))
     path = f"{out_dir}/checkpoints/{options.name}.npz"
     name = options.name
     if extended:
@@ -227,8 +238,10 @@ def _ask_set(run: RunConfig, plan: AnalysisPlan, options, offset: int, analysis,
                                  on_round=lambda s, p=path, f=set_print: write_checkpoint(fs, p, f, s),
                                  progress=run.progress and len(plan.option_sets) == 1,
                                  fit_fn=_fit_function(run))
+    asked = np.stack([result.graph.a, result.graph.b], axis=1)
     return (result.fit, result.graph, None, _fit_draws(run, result, analysis.utility_draws(run.analysis)),
-            {"option_set": options.name, **result.metrics}, elicitor.stats)
+            {"option_set": options.name, **result.metrics}, elicitor.stats,
+            (elicitor.stored_tokens(asked), paper_pairs(len(options.texts))))
 
 
 def _judge(run: RunConfig, judge_texts: list, pool, store, engine_settings, conf_dir, free_stats,

@@ -189,14 +189,29 @@ def token_metrics(tokens: np.ndarray, n_outcomes: int) -> dict:
     """The run's token totals (its stored answers, asked now or before) and what the paper's method computes for
     its own budget of int(2 n log2 n) pairs (both orders, K=10 samples of up to 10 tokens, no cache reuse) with the
     same prompts: `reference_method_tokens` and the ratio `tokens_computed_share_of_reference`."""
-    totals = token_totals(tokens)
+    return token_metrics_of_sets([(tokens, paper_pairs(n_outcomes))])
+
+
+def token_metrics_of_sets(parts: list[tuple[np.ndarray, int]]) -> dict:
+    """`token_metrics` over several option sets: (their stored answers' tokens, the pairs the paper's method would
+    ask for that set); each set's reference is priced at its own mean prompt."""
+    totals = token_totals(np.concatenate([np.asarray(t, float).reshape(-1, 3) for t, _ in parts]) if parts
+                          else np.empty((0, 3)))
     out = totals.metrics()
-    reference = reference_tokens(paper_pairs(n_outcomes), totals.mean_prompt) if totals.counted else None
-    out["reference_method_pairs"] = paper_pairs(n_outcomes)
-    out["reference_method_tokens"] = int(round(reference["reference_tokens"])) if reference else None
-    out["reference_method_prompt_tokens"] = int(round(reference["reference_prompt_tokens"])) if reference else None
-    out["tokens_computed_share_of_reference"] = (totals.computed / reference["reference_tokens"]
-                                                 if reference and reference["reference_tokens"] else None)
+    pairs = sum(int(n) for _, n in parts)
+    reference = 0.0
+    reference_prompt = 0.0
+    for tokens, n in parts:
+        own = token_totals(tokens)
+        if own.counted:
+            ref = reference_tokens(n, own.mean_prompt)
+            reference += ref["reference_tokens"]
+            reference_prompt += ref["reference_prompt_tokens"]
+    counted = totals.counted > 0
+    out["reference_method_pairs"] = pairs
+    out["reference_method_tokens"] = int(round(reference)) if counted else None
+    out["reference_method_prompt_tokens"] = int(round(reference_prompt)) if counted else None
+    out["tokens_computed_share_of_reference"] = totals.computed / reference if counted and reference else None
     return out
 
 
