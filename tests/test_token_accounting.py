@@ -82,3 +82,21 @@ def test_an_engine_that_counts_no_tokens_reports_none_instead_of_zero(ray_cluste
     metrics = compute_utilities(cfg)["metrics"]
     assert metrics["tokens_computed"] is None and metrics["tokens_counted_share"] == 0.0
     assert metrics["reference_method_tokens"] is None and metrics["reference_method_pairs"] == paper_pairs(40)
+
+
+def test_the_sweep_report_sets_the_planners_prediction_against_each_run(ray_cluster, tiny_model, tmp_path):
+    from uetool.runtime.sweep import run_sweep
+
+    cfg = compose([f"results_root={tmp_path}", "progress=false", "fit.bootstrap=0", "transitivity.n_triads=50",
+                   "sweep=custom", "sweep.name=costs", "sweep.models=[tiny-random,sim-scale-1]",
+                   "outcomes=quickstart", "elicitation=logprob", "pool.num_cpus=1"])
+    out = run_sweep(cfg)
+    assert [r["status"] for r in out["records"]] == ["done", "done"]
+    tiny = next(r for r in out["records"] if r["model"] == "tiny-random")
+    assert tiny["predicted"]["tokens_computed"] == pytest.approx(tiny["metrics"]["tokens_computed"], rel=0.1)
+    assert tiny["predicted"]["wall_s"] > 0
+    cost = pd.read_csv(tmp_path / "sweeps" / "costs" / "cost.csv").set_index("model")
+    assert cost.loc["tiny-random", "tokens_vs_predicted"] == pytest.approx(1.0, abs=0.1)
+    assert cost.loc["tiny-random", "measured_wall_s"] > 0 and pd.isna(cost.loc["sim-scale-1", "tokens_computed"])
+    html = (tmp_path / "sweeps" / "costs" / "report.html").read_text()
+    assert 'id="cost"' in html and "cost_predicted_vs_measured.png" in html

@@ -96,6 +96,7 @@ class SweepPage:
     analyses: list[tuple[str, str, str]] = field(default_factory=list)  # (section id, title, html): one per experiment
     similarity_plot: str | None = None  # each model's mean similarity to the others against capability
     categories: str = ""  # the per-category view (html), empty when no model's outcomes have categories
+    cost: str = ""  # tokens against the paper's method, predicted against measured (html); empty without either
 
 
 def _figures(plots: list[tuple[str, str]]) -> str:
@@ -154,6 +155,8 @@ def render_page(page: SweepPage) -> str:
     if page.categories:
         sections.append(("categories", "Utilities and coherence per outcome category", page.categories))
     sections += page.analyses
+    if page.cost:
+        sections.append(("cost", "Cost: tokens, and the planner against the measurement", page.cost))
     sections += [
         ("models", "Models", table_html(page.models)),
         ("rates", "Refusal and position-bias rates", table_html(page.rates)),

@@ -34,6 +34,7 @@ from ..io.layout import ResultsLayout
 from ..io.sweep_records import load_analysis_items, load_analysis_records, load_edges, load_sweep
 from . import plots
 from .analysis_report import ITEM_SECTIONS, analysis_sections, category_section
+from .cost_report import cost_section
 from .page import SweepPage, fmt_number, render_page
 
 __all__ = ["write_sweep_report", "build_report_files"]
@@ -261,6 +262,8 @@ def build_report_files(records: list[dict], utilities: dict[str, pd.DataFrame], 
     category_files, category_html = category_section(records, utilities, edges or {}, table["model"].tolist())
     files.update(category_files)
     page.categories = category_html
+    cost_files, page.cost = cost_section(every_record)
+    files.update(cost_files)
     files["report.html"] = render_page(page).encode("utf-8")
     return files
 

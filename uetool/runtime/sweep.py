@@ -10,6 +10,7 @@ checkpoints and the response store.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from .results_actor import ResultsActor
 from .sweep_plan import DEFAULT_CONF, ModelPlan, plan_sweep
 
 __all__ = ["run_sweep", "results_actor_name", "engine_pool_name", "NAMESPACE"]
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "uetool"
 
@@ -62,7 +65,8 @@ def _failed_record(plan: ModelPlan, sweep: str, error: str, seconds: dict | None
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _run_model(plan: ModelPlan, sweep: str, after: list | None = None, conf_dir: str | None = None) -> dict:
+def _run_model(plan: ModelPlan, sweep: str, after: list | None = None, conf_dir: str | None = None,
+               predicted: dict | None = None) -> dict:
     """One experiment of one model end to end; any failure becomes a 'failed' record instead of an exception.
 
     `after`: the model's earlier experiments (object refs inside a list, so Ray does not resolve them): one model's
@@ -84,8 +88,10 @@ def _run_model(plan: ModelPlan, sweep: str, after: list | None = None, conf_dir:
                                conf_dir=conf_dir)
     except Exception as error:  # noqa: BLE001 - one model's failure must not end the sweep
         return _failed_record(plan, sweep, f"{type(error).__name__}: {error}",
-                              {"total": time.perf_counter() - started}, traceback=traceback.format_exc()[-4000:])
+                              {"total": time.perf_counter() - started}, traceback=traceback.format_exc()[-4000:],
+                              predicted=predicted)
     extra = {"analysis": out["analysis"]} if "analysis" in out else {}
+    extra["predicted"] = predicted
     return _base_record(plan, sweep) | {"status": "done", "metrics": out["metrics"], "error": None,
                                         "seconds": out["timings"], "engine_replacements": out["replacements"],
                                         "provenance": out["provenance"], "finished_at": _now(), **extra}
@@ -125,8 +131,10 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
     skipped = [_job_name(p) for p in plans if finished.get(_job_name(p)) == p.fingerprint]
     todo = [p for p in plans if _job_name(p) not in skipped]
     pending, last = {}, {}
+    predicted = _predictions(cfg, todo, conf_dir)
     for plan in todo:  # a model's experiments in sweep.experiments order, one after the other
-        ref = _run_model.remote(plan, sweep, [last[plan.key]] if plan.key in last else None, str(conf_dir))
+        ref = _run_model.remote(plan, sweep, [last[plan.key]] if plan.key in last else None, str(conf_dir),
+                                predicted.get(_job_name(plan)))
         last[plan.key] = ref
         pending[ref] = plan
     bar = progress_bar(bool(cfg.get("progress", True)), total=len(plans), desc=f"sweep {sweep}", unit="run",
@@ -153,6 +161,30 @@ def run_sweep(cfg: dict, conf_dir: Path | str | None = None, *,
     analyses = ray.get(actor.analysis_records.remote())
     ray.kill(actor, no_restart=True)  # everything it held is on disk
     return {"sweep": sweep, "records": records, "analysis_records": analyses, "report": report, "skipped": skipped}
+
+
+def _predictions(cfg: dict, plans: list[ModelPlan], conf_dir) -> dict[str, dict]:
+    """jobs.plan's prediction for each run (tokens, device-hours, wall time), recorded beside what it measures so
+    that the report can set one against the other; a cost model that cannot price a run leaves it out."""
+    from .plan import CostConfig, plan_model
+
+    try:
+        cost = CostConfig.from_section(cfg.get("cost"))
+    except (ValueError, TypeError) as err:
+        log.warning("no cost predictions for this sweep: %s", err)
+        return {}
+    out = {}
+    for plan in plans:
+        try:
+            row = plan_model(plan, cost, conf_dir)
+        except Exception as err:  # noqa: BLE001 - a prediction is a courtesy; the run goes ahead without one
+            log.warning("no cost prediction for %s: %s", _job_name(plan), err)
+            continue
+        out[_job_name(plan)] = {"tokens_computed": row["tokens_computed"], "requests": row["requests"],
+                                "device": row["device"], "device_hours": row["device_hours"],
+                                "wall_s": None if row["wall_h"] is None else row["wall_h"] * 3600,
+                                "dollars": row["dollars"]}
+    return out
 
 
 def _job_name(plan: ModelPlan) -> str:
