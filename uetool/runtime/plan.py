@@ -55,6 +55,7 @@ class CostConfig:
     estimate_tokens_per_char: float = 0.25
     reply_tokens: int = 3
     job_start_s: float = 4.5
+    api_request_s: float = 1.0
     engine_start_s: dict = field(default_factory=dict)
     accelerators: dict = field(default_factory=dict)
     throughput: dict = field(default_factory=dict)
@@ -282,7 +283,10 @@ def plan_model(plan: ModelPlan, cost: CostConfig, conf_dir=DEFAULT_CONF) -> dict
             row["dollars"] = (total["tokens_prompt_computed"] * price["input"]
                               + total["tokens_generated"] * price["output"]) / 1e6
             row["reference_dollars"] = (ref_prompt * price["input"] + ref_generated * price["output"]) / 1e6
-        row["wall_h"] = start / 3600  # concurrency-bound: the provider's rate limits decide the rest
+        # concurrency-bound: requests in flight per replica, each taking about api_request_s (rate limits aside)
+        in_flight = int(run.engine.options.get("max_concurrency") or 16) * max(1, resources.replicas)
+        calls = total["requests"] * (1 if run.engine.options.get("supports_n", True) else run.generation_settings.k)
+        row["wall_h"] = (start + calls * cost.api_request_s / in_flight) / 3600
         return row
     device = "cpu" if resources.num_gpus <= 0 and "simulated" not in engine else cost.accelerator
     row["device"] = "cpu" if "simulated" in engine else device
