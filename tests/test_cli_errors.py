@@ -28,6 +28,9 @@ CASES = [
     ("jobs.assembly", ["assembly.population=0"], "`assembly.population` must be an integer >= 1, got 0"),
     ("jobs.control", ["sft.epochs=0"], "must be positive"),
     ("jobs.report", ["results_dir={tmp}/nothing"], "does not exist"),
+    ("jobs.plan", ["sweep=paper", "cost.accelerator=B200"], "`cost.accelerator`: 'B200' is not in"),
+    ("jobs.plan", ["sweep=custom", "sweep.models=[smollm]"], "smollm"),
+    ("jobs.robustness", ["robustness=cpu", "robustness.analyses=[time_discounting]"], "lists analyses from"),
 ]
 
 
