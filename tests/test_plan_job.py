@@ -59,3 +59,17 @@ def test_the_plan_job_prints_the_table_and_writes_it_without_starting_anything(t
     bad = subprocess.run([sys.executable, "-m", "jobs.plan", "sweep=paper", "cost.accelerator=B200",
                           f"results_root={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "B200" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_robustness_suite_is_planned_run_by_run_before_its_base_exists():
+    cfg = compose(["sweep=custom", "sweep.models=[tiny-random]", "+sweep.experiments=[compute_utilities,robustness]",
+                   "robustness=default", "elicitation=logprob"])
+    table, _ = plan_table(cfg)
+    rows = table.set_index("experiment")
+    base = rows.loc["compute_utilities", "requests"]
+    suite = cfg["robustness"]
+    compute_runs = 1 + len(suite["variants"]) + len(suite["seeds"])
+    # every variant and seed re-asks the base's pairs (policy_skip included: an overestimate), and the analyses
+    # (exchange rates, political values placed in a base that does not exist yet) come on top
+    assert rows.loc["robustness", "requests"] > compute_runs * base * 0.95
+    assert rows.loc["robustness", "tokens_generated"] > 0  # the sampled and reasoning variants generate

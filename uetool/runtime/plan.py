@@ -155,7 +155,17 @@ def request_sets(run: RunConfig, conf_dir=DEFAULT_CONF) -> list[RequestSet]:
                            _distinct_pairs(run, n), paper_pairs(n))]
     from ..analyses import get_analysis
 
-    plan = get_analysis(run.experiment).plan(run.analysis, run.outcomes, run.seed)
+    analysis = get_analysis(run.experiment)
+    reference = getattr(run.analysis, "reference", None)
+    try:
+        plan = analysis.plan(run.analysis, run.outcomes, run.seed)
+    except ValueError:
+        if reference is None:
+            raise
+        # a reference run that does not exist yet (a robustness variant's base, planned before it runs): the sets
+        # of a run without it, of which only the model's own is asked against a reference
+        plan = analysis.plan(replace(run.analysis, reference=None), run.outcomes, run.seed)
+        plan.option_sets = plan.option_sets[:1]
     out = []
     for options in plan.option_sets:
         template = (options.template or run.template).with_labels(run.template.labels)
