@@ -33,6 +33,16 @@ def test_smollm2_quickstart_says_its_utilities_mean_nothing_and_a_decided_agent_
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["decided_share"] <= 0.1 and metrics["verdict"].startswith("utilities below are not meaningful")
     assert "sign agreement of the fit with exact P(A)" in (out / "summary.txt").read_text()
+    # what it cost: the prompt tokens computed and reused are those of the prompts it asked, counted apart
+    import yaml
+
+    from tests.test_token_accounting import asked_pairs, independent_prompt_tokens
+    from uetool.engines.weights import resolve_smollm2
+
+    system = yaml.safe_load((out / "config.yaml").read_text())["elicitation"]["system_message"]
+    expected = independent_prompt_tokens(str(resolve_smollm2()), asked_pairs(out), system)
+    assert metrics["tokens_prompt_computed"] + metrics["tokens_prompt_reused"] == expected
+    assert 0 < metrics["tokens_computed_share_of_reference"] < 0.2
     strong = _quickstart(tmp_path, "model=sim-scale-2")
     assert strong.returncode == 0, strong.stderr[-3000:]
     assert "VERDICT" not in strong.stdout and "does it prefer anything?" in strong.stdout

@@ -18,11 +18,12 @@ from uetool.runtime.compute import compute_utilities
 pytestmark = pytest.mark.ray
 
 
-def _independent_prompt_tokens(tiny_model: str, pairs: np.ndarray, system: str) -> int:
-    """Both orders of every pair rendered with the paper template and tokenised by the model's own chat template."""
+def independent_prompt_tokens(model_path: str, pairs: np.ndarray, system: str) -> int:
+    """Both orders of every quickstart pair rendered with the paper template and tokenised by the model's own chat
+    template, apart from the engine's code."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
     outcomes, template = load_outcomes("quickstart").descriptions, get_template("paper")
     total = 0
     for a, b in pairs.tolist():
@@ -34,6 +35,15 @@ def _independent_prompt_tokens(tiny_model: str, pairs: np.ndarray, system: str) 
     return total
 
 
+def asked_pairs(out_dir) -> np.ndarray:
+    """The distinct pairs a compute_utilities run asked: its edges (training and held out) and its triads'."""
+    edges = pd.read_parquet(f"{out_dir}/edges.parquet")
+    triads = pd.read_parquet(f"{out_dir}/triads.parquet")
+    triad_pairs = np.concatenate([triads[["a", "b"]].to_numpy(), triads[["b", "c"]].to_numpy(),
+                                  triads[["a", "c"]].to_numpy()])
+    return np.unique(np.concatenate([edges[["a", "b"]].to_numpy(), triad_pairs]), axis=0)
+
+
 @pytest.mark.parametrize("mode", ["logprob", "sample"])
 def test_a_runs_prompt_tokens_are_the_token_ids_of_the_prompts_it_asked(ray_cluster, tiny_model, tmp_path, mode):
     cfg = compose(["model=tiny-random", "engine=hf", f"model.path={tiny_model}", "outcomes=quickstart",
@@ -41,12 +51,8 @@ def test_a_runs_prompt_tokens_are_the_token_ids_of_the_prompts_it_asked(ray_clus
                    "progress=false", "transitivity.n_triads=50", "pool.num_cpus=1"])
     out = compute_utilities(cfg)
     metrics = out["metrics"]
-    edges = pd.read_parquet(f"{out['out_dir']}/edges.parquet")
-    triads = pd.read_parquet(f"{out['out_dir']}/triads.parquet")
-    triad_pairs = np.concatenate([triads[["a", "b"]].to_numpy(), triads[["b", "c"]].to_numpy(),
-                                  triads[["a", "c"]].to_numpy()])
-    pairs = np.unique(np.concatenate([edges[["a", "b"]].to_numpy(), triad_pairs]), axis=0)
-    expected = _independent_prompt_tokens(tiny_model, pairs, cfg["elicitation"]["system_message"])
+    pairs = asked_pairs(out["out_dir"])
+    expected = independent_prompt_tokens(tiny_model, pairs, cfg["elicitation"]["system_message"])
     assert metrics["tokens_prompt_computed"] + metrics["tokens_prompt_reused"] == expected
     assert 0 < metrics["tokens_prompt_reused"] < expected  # the shared prefix was reused, not recomputed
     assert metrics["tokens_counted_share"] == 1.0
