@@ -38,7 +38,10 @@ def cost_table(records: list[dict]) -> pd.DataFrame:
                      "tokens_vs_predicted": _ratio(tokens, predicted.get("tokens_computed")),
                      "predicted_wall_s": predicted.get("wall_s"), "measured_wall_s": measured_wall,
                      "wall_vs_predicted": _ratio(measured_wall, predicted.get("wall_s"))})
-    return pd.DataFrame(rows, columns=list(COST_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(COST_COLUMNS))
+    for column in ("tokens_computed", "tokens_prompt_reused", "reference_method_tokens", "predicted_tokens"):
+        table[column] = table[column].astype("Int64")  # counts, with <NA> where an engine counts none
+    return table
 
 
 def _plot(table: pd.DataFrame) -> bytes | None:
@@ -65,6 +68,16 @@ def _plot(table: pd.DataFrame) -> bytes | None:
     return _png(fig)
 
 
+def _counts_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Token counts with thousands separators, a dash where an engine counted none (for the page; the CSV keeps
+    the numbers)."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if str(shown[column].dtype) == "Int64":
+            shown[column] = ["\u2014" if pd.isna(v) else f"{int(v):,}" for v in shown[column]]
+    return shown
+
+
 def cost_section(records: list[dict]) -> tuple[dict[str, bytes], str]:
     """({file name: bytes}, html) of the cost section; empty when no record carries tokens or a prediction."""
     table = cost_table(records)
@@ -73,7 +86,8 @@ def cost_section(records: list[dict]) -> tuple[dict[str, bytes], str]:
     files = {"cost.csv": table.to_csv(index=False).encode()}
     by_experiment = table.groupby("experiment", sort=True)[["tokens_computed", "reference_method_tokens"]].sum(
         min_count=1).reset_index()
-    by_experiment["share_of_reference"] = by_experiment["tokens_computed"] / by_experiment["reference_method_tokens"]
+    by_experiment["share_of_reference"] = (by_experiment["tokens_computed"].astype(float)
+                                           / by_experiment["reference_method_tokens"].astype(float))
     html = ("<p>Tokens each run computed (prompt tokens after prefix-cache reuse plus generated tokens, summed over "
             "its stored answers) against the paper's method on its own budget (int(2 n log2 n) pairs, both orders, "
             "K=10 samples of up to 10 tokens, every prompt recomputed), and the planner's prediction (jobs.plan, "
@@ -85,8 +99,8 @@ def cost_section(records: list[dict]) -> tuple[dict[str, bytes], str]:
         html += ('<figure><img src="cost_predicted_vs_measured.png" alt="predicted against measured wall time">'
                  "<figcaption>wall time per run: the planner's prediction against the measurement</figcaption>"
                  "</figure>")
-    html += "<h3>Per experiment</h3>" + table_html(by_experiment)
-    html += "<h3>Per model and experiment</h3>" + table_html(table)
+    html += "<h3>Per experiment</h3>" + table_html(_counts_as_text(by_experiment))
+    html += "<h3>Per model and experiment</h3>" + table_html(_counts_as_text(table))
     missing = table.loc[table["tokens_computed"].isna(), "model"].unique().tolist()
     if missing:
         html += (f'<p class="muted">No token counts (their engines count none, e.g. simulated agents): '
