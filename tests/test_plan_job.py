@@ -68,8 +68,14 @@ def test_a_robustness_suite_is_planned_run_by_run_before_its_base_exists():
     rows = table.set_index("experiment")
     base = rows.loc["compute_utilities", "requests"]
     suite = cfg["robustness"]
-    compute_runs = 1 + len(suite["variants"]) + len(suite["seeds"])
-    # every variant and seed re-asks the base's pairs (policy_skip included: an overestimate), and the analyses
-    # (exchange rates, political values placed in a base that does not exist yet) come on top
+    asking = [v for v in suite["variants"] if set(v) - {"name", "about", "parser", "unparseable_policy"}]
+    assert len(asking) == len(suite["variants"]) - 1  # policy_skip re-reads the base's answers: it asks nothing
+    compute_runs = 1 + len(asking) + len(suite["seeds"])
+    # every other variant and seed asks the base's pairs anew, and the analyses (exchange rates, political values
+    # placed in a base that does not exist yet) come on top
     assert rows.loc["robustness", "requests"] > compute_runs * base * 0.95
+    cfg["robustness"]["variants"] = [v for v in suite["variants"] if v["name"] in ("policy_skip", "labels_12")]
+    cfg["robustness"]["analyses"], cfg["robustness"]["seeds"] = [], []
+    two, _ = plan_table(cfg)
+    assert two.set_index("experiment").loc["robustness", "requests"] == 2 * base  # the base and labels_12
     assert rows.loc["robustness", "tokens_generated"] > 0  # the sampled and reasoning variants generate

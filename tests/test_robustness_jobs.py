@@ -140,3 +140,14 @@ def test_a_framing_that_makes_the_model_refuse_is_flagged(ray_cluster, tmp_path)
     assert out["robustness"]["flagged_variants"] == ["system_evaluator"]
     assert variants.loc["system_evaluator", "refusal_shift"] == pytest.approx(0.4, abs=0.06)
     assert "changes refusals" in variants.loc["system_evaluator", "why"]
+
+
+def test_analysis_overrides_of_analyses_switched_off_are_kept_unused():
+    from uetool.runtime.robustness_config import RobustnessConfig
+
+    overrides = {"exchange_rates": {"max_groups": 4}}
+    suite = RobustnessConfig(variants=[{"name": "labels_12", "labels": ["1", "2"]}], analyses=[],
+                             analysis_overrides=overrides)  # the default suite with robustness.analyses=[]
+    assert suite.analyses == () and suite.analysis_overrides == overrides
+    with pytest.raises(ValueError, match="analysis_overrides"):
+        RobustnessConfig(variants=[{"name": "k5", "k": 5}], analysis_overrides={"fitness": {}})

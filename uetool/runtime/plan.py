@@ -36,6 +36,7 @@ from .sweep_plan import DEFAULT_CONF, ModelPlan, plan_sweep
 __all__ = ["CostConfig", "RequestSet", "request_sets", "plan_model", "plan_table", "PLAN_COLUMNS",
            "offline_tokenizer"]
 
+READ_ONLY_KEYS = {"parser", "unparseable_policy"}  # elicitation keys that change how answers are read, not asked
 SAMPLED_PAIRS = 48  # prompts rendered per request set to measure its token lengths
 CHAT_OVERHEAD_TOKENS = 12  # turn markers a chat template adds, where no tokenizer counts them
 
@@ -141,10 +142,13 @@ def request_sets(run: RunConfig, conf_dir=DEFAULT_CONF) -> list[RequestSet]:
     if run.robustness is not None:
         from .robustness import suite_runs
 
-        _, runs, analyses = suite_runs(dict(run.raw), conf_dir, check_environment=False)
+        suite, runs, analyses = suite_runs(dict(run.raw), conf_dir, check_environment=False)
+        # a variant that only reads answers otherwise (parser, unparseable policy) asks nothing: its keys are the base's
+        rereads = {v.name for v in suite.variants if v.seed is None and set(v.elicitation) <= READ_ONLY_KEYS}
         out = []
         for name, variant, _ in runs:
-            out += [replace(s, name=f"{name}/{s.name}") for s in request_sets(variant, conf_dir)]
+            if name not in rereads:
+                out += [replace(s, name=f"{name}/{s.name}") for s in request_sets(variant, conf_dir)]
         for analysis, name, variant in analyses:
             out += [replace(s, name=f"{analysis}/{name}/{s.name}") for s in request_sets(variant, conf_dir)]
         return out

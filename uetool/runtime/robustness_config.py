@@ -75,10 +75,11 @@ class RobustnessConfig:
             raise ValueError(f"`robustness.analyses` lists analyses from {list(VARIED_ANALYSES)}, each once; got "
                              f"{list(analyses)}")
         overrides = dict(self.analysis_overrides or {})
-        stray = sorted(set(overrides) - set(analyses))
+        # overrides of an analysis the suite does not run are kept, unused: `analyses=[]` switches them off
+        stray = sorted(set(overrides) - set(VARIED_ANALYSES))
         if stray or not all(isinstance(v, dict) for v in overrides.values()):
-            raise ValueError("`robustness.analysis_overrides` maps analyses of `robustness.analyses` "
-                             f"({list(analyses)}) to their keys; got {overrides!r}")
+            raise ValueError(f"`robustness.analysis_overrides` maps analyses from {list(VARIED_ANALYSES)} to their "
+                             f"keys; got {overrides!r}")
         object.__setattr__(self, "analyses", analyses)
         object.__setattr__(self, "analysis_overrides", overrides)
 
